@@ -1,0 +1,1 @@
+"""Measured comparisons, run from the command line (``visionattn benchmark``)."""

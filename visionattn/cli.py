@@ -1,0 +1,47 @@
+"""The ``visionattn`` command: one subcommand per job.
+
+A subcommand module provides ``add_arguments(parser)`` and ``run(args)``. User mistakes
+raise :class:`visionattn.utils.UserError` and are printed as one line, without a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+from .utils import UserError
+
+# name -> (module, help). Modules are imported only when their subcommand runs, so
+# `visionattn --help` stays fast and optional dependencies stay optional.
+SUBCOMMANDS = {
+    "benchmark": ("visionattn.benchmarks.mca_speed",
+                  "time ResNet-50 with SE / ECA / MCA-E / MCA-S / naive MCA-S side by side"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="visionattn", description="Attention modules for vision: MCA and FEDN.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        importlib.import_module(args._module).run(args)
+    except UserError as err:
+        print(f"visionattn {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"visionattn {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""Models. Importing registers the MCA ResNets and ShuffleNetV2s with timm."""
+from typing import List
+
+from . import resnet_mca, shufflenetv2  # noqa: F401  (register timm entrypoints)
+
+PARAM_COUNTS = {**resnet_mca.PARAM_COUNTS, **shufflenetv2.PARAM_COUNTS}
+
+
+def model_names() -> List[str]:
+    """Every timm model name this package registers, in a stable order."""
+    return list(PARAM_COUNTS)
+
+
+__all__ = ["PARAM_COUNTS", "model_names"]

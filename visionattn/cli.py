@@ -17,6 +17,10 @@ from .utils import UserError
 SUBCOMMANDS = {
     "benchmark": ("visionattn.benchmarks.mca_speed",
                   "time ResNet-50 with SE / ECA / MCA-E / MCA-S / naive MCA-S side by side"),
+    "evaluate": ("visionattn.evaluation.command",
+                 "score predicted expression intervals against ground truth (MEGC spotting, STRS, mAP)"),
+    "synth": ("visionattn.data.synthetic",
+              "write a synthetic CAS(ME)^2-layout expression dataset (animated real face photo)"),
 }
 
 

@@ -28,9 +28,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="visionattn", description="Attention modules for vision: MCA and FEDN.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in SUBCOMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod = importlib.import_module(module)
+        # A subcommand that hands its arguments to another parser (LightningCLI) sets
+        # PASS_THROUGH = True and receives them untouched, --help included, in args.argv.
+        passthrough = getattr(mod, "PASS_THROUGH", False)
+        p = sub.add_parser(name, help=help_text, description=help_text, add_help=not passthrough)
         p.set_defaults(_module=module)
-        importlib.import_module(module).add_arguments(p)
+        if passthrough:
+            p.add_argument("argv", nargs=argparse.REMAINDER)
+        else:
+            mod.add_arguments(p)
     return parser
 
 

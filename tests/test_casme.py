@@ -1,6 +1,7 @@
 """Annotation loaders on hand-made workbooks with the real layouts' quirks, and LOSO folds."""
 import os
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,10 +11,13 @@ from visionattn.data.casme import load_casme2, load_casme3
 from visionattn.utils import UserError
 
 
+TINY_JPEG = cv2.imencode(".jpg", np.full((8, 8, 3), 128, np.uint8))[1].tobytes()
+
+
 def touch_frames(folder, numbers, ext=".jpg"):
     folder.mkdir(parents=True, exist_ok=True)
     for n in numbers:
-        (folder / f"img{n}{ext}").write_bytes(b"")  # the loader counts names, it does not decode
+        (folder / f"img{n}{ext}").write_bytes(TINY_JPEG)
 
 
 def write_casme2(root, rows, subjects=((1, "s15"), (2, "s16")), codes=(("0101", "disgust1"), ("0401", "anger1"))):

@@ -21,21 +21,19 @@ with gaps; subject folders are matched case-insensitively (``spNO.1`` vs ``spNo.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import pandas as pd
 
 from ..utils import UserError
+from .frames import probe
 from .annotations import MissingOffset, fill_offset, make_table, to_emotion4
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 CASME2_WORKBOOK = "CAS(ME)^2code_final.xlsx"
 CASME2_FPS = 30.0
 CASME3_FPS = 30.0
-_FRAME_NUMBER = re.compile(r"(\d+)(?!.*\d)")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -77,30 +75,12 @@ def _expression_type(value, where: str) -> str:
     raise UserError(f"{where}: expression type {value!r} is neither macro- nor micro-expression")
 
 
-def _frame_numbers(folder: Path) -> List[int]:
-    numbers = []
-    with os.scandir(folder) as it:
-        for entry in it:
-            if os.path.splitext(entry.name)[1].lower() in IMAGE_EXTS:
-                m = _FRAME_NUMBER.search(entry.name)
-                if m:
-                    numbers.append(int(m.group(1)))
-    return sorted(numbers)
-
-
-def video_length(source: Path) -> Tuple[int, int]:
-    """(frame count, first frame number) of a frame folder or a video file."""
-    if source.is_dir():
-        numbers = _frame_numbers(source)
-        return (len(numbers), numbers[0] if numbers else 1)
-    import cv2
-
-    cap = cv2.VideoCapture(str(source))
-    try:
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
-    finally:
-        cap.release()
-    return n, 0
+def video_length(source: Path) -> Tuple[int, int, float]:
+    """(frame count, first frame number, fps or 0 if unknown) of a frame folder or video file."""
+    info = probe(source)
+    if info.kind == "images":
+        return info.frame_count, info.frame_numbers[0], 0.0
+    return info.frame_count, 0, info.fps
 
 
 def _child_ci(folder: Path, name: str) -> Optional[Path]:
@@ -212,13 +192,13 @@ def load_casme2(
         if key not in lengths:
             source = _find_casme2_source(frames_root, subject, code, where)
             lengths[key] = (source, *video_length(source))
-        source, n_frames, first = lengths[key]
+        source, n_frames, first, video_fps = lengths[key]
         emotion_raw = _cell_str(values[6]).lower()
         rows.append(dict(
             dataset=dataset, subject=subject, video=code, onset=onset, apex=apex, offset=offset,
             type=_expression_type(values[7], where), emotion=to_emotion4(emotion_raw),
             emotion_raw=emotion_raw, self_report=_cell_str(values[8]).lower(), aus=_cell_str(values[5]),
-            n_frames=n_frames, fps=CASME2_FPS, source=str(source), first_frame=first, row=where,
+            n_frames=n_frames, fps=video_fps or CASME2_FPS, source=str(source), first_frame=first, row=where,
         ))
     if not rows:
         raise UserError(f"{wb}, sheet '{names[0]}': no expression rows")
@@ -324,12 +304,12 @@ def load_casme3(
         if vkey not in lengths:
             source = _find_casme3_source(frames_root, subject, filename, where)
             lengths[vkey] = (source, *video_length(source))
-        source, n_frames, first = lengths[vkey]
+        source, n_frames, first, video_fps = lengths[vkey]
         rows.append(dict(
             dataset="casme3a", subject=Path(source).relative_to(frames_root).parts[0], video=filename.lower(),
             onset=onset, apex=apex, offset=offset, type=etype, emotion=to_emotion4(emotion_raw),
             emotion_raw=emotion_raw, self_report="", aus=_cell_str(r[cols["au"]]), n_frames=n_frames,
-            fps=CASME3_FPS, source=str(source), first_frame=first, row=where,
+            fps=video_fps or CASME3_FPS, source=str(source), first_frame=first, row=where,
         ))
     if not rows:
         raise UserError(f"{where0}: no expression rows")

@@ -1,0 +1,292 @@
+"""Per-video arrays on disk (face crops, per-frame features), written once and memory-mapped.
+
+Layout: ``root/<settings_key>/<video_id>.npy`` of shape ``(n_frames, *shape_tail)``, with
+``root/<settings_key>/settings.json`` holding the settings in plain text and
+``<video_id>.json`` holding per-video metadata (fps, face report...). Different settings give a
+different folder, so a cache is never read back with the wrong pipeline.
+
+Writing is atomic and resumable: rows go into ``<video_id>.npy.partial`` (an ``.npy`` memmap of
+the final shape), and ``<video_id>.npy.progress.json`` records how many rows are on disk, updated
+only after the rows are flushed. The ``.npy`` appears, by ``os.replace``, only once complete; a
+writer opened again after an interruption starts at the recorded row.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from visionattn.data.faces import FacePipeline, FaceReport
+from visionattn.data.frames import DEFAULT_FPS, PathLike, index_ranges, iter_frames, probe
+from visionattn.utils import UserError, atomic_path, atomic_write_json
+
+_COPY_ROWS = 1024  # rows per block when copying a truncated partial file; bounds memory
+
+
+def settings_key(settings: Mapping[str, Any]) -> str:
+    """Stable short hash of JSON-serialisable settings (key order does not matter)."""
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+class ArrayCache:
+    """Arrays keyed by video id under ``root/<settings_key(settings)>/``."""
+
+    def __init__(self, root: PathLike, settings: Mapping[str, Any]) -> None:
+        self.settings = dict(settings)
+        self.key = settings_key(self.settings)
+        self.folder = Path(root) / self.key
+
+    def path(self, video_id: str) -> Path:
+        """Where the finished array of ``video_id`` lives (``<video_id>.npy``)."""
+        if not video_id or video_id.startswith(".") or any(s in video_id for s in ("/", "\\", os.sep)):
+            raise UserError(f"{video_id!r}: video id must be a plain file name (no '/', not starting with '.')")
+        return self.folder / f"{video_id}.npy"
+
+    def meta_path(self, video_id: str) -> Path:
+        return self.path(video_id).with_suffix(".json")
+
+    def exists(self, video_id: str) -> bool:
+        return self.path(video_id).is_file()
+
+    def load(self, video_id: str, mmap: bool = True) -> np.ndarray:
+        """The array ``(n_frames, *shape_tail)``; memory-mapped read-only unless ``mmap=False``."""
+        path = self.path(video_id)
+        if not path.is_file():
+            raise UserError(f"{path}: no cached array for video {video_id!r}")
+        return np.load(path, mmap_mode="r" if mmap else None)
+
+    def write_meta(self, video_id: str, meta: Mapping[str, Any]) -> None:
+        atomic_write_json(self.meta_path(video_id), dict(meta))
+
+    def load_meta(self, video_id: str) -> dict[str, Any]:
+        path = self.meta_path(video_id)
+        if not path.is_file():
+            raise UserError(f"{path}: no cached metadata for video {video_id!r}")
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def writer(
+        self, video_id: str, shape_tail: Sequence[int], dtype: Any, n_frames: int
+    ) -> "CacheWriter":
+        """A (resumed, if progress matches) writer of ``(n_frames, *shape_tail)`` rows."""
+        self._record_settings()
+        return CacheWriter(self, video_id, shape_tail, dtype, n_frames)
+
+    def write(
+        self,
+        video_id: str,
+        shape_tail: Sequence[int],
+        dtype: Any,
+        n_frames: int,
+        chunks: Iterable[np.ndarray],
+    ) -> np.ndarray:
+        """Fill the array from ``chunks`` (each ``(k, *shape_tail)``) and return it memory-mapped.
+
+        ``chunks`` always starts at row 0: after an interruption the rows already on disk are
+        drawn from it and dropped. Use ``writer`` and its ``start_row`` to avoid recomputing them.
+        """
+        with self.writer(video_id, shape_tail, dtype, n_frames) as writer:
+            skip = writer.start_row
+            for chunk in chunks:
+                chunk = np.asarray(chunk)
+                dropped = min(skip, len(chunk))
+                skip -= dropped
+                if dropped < len(chunk):
+                    writer.append(chunk[dropped:])
+            if writer.rows != n_frames:
+                raise ValueError(f"{self.path(video_id)}: chunks gave {writer.rows} rows, expected {n_frames}")
+            return writer.finish()
+
+    def _record_settings(self) -> None:
+        path = self.folder / "settings.json"
+        if not path.is_file():
+            atomic_write_json(path, self.settings)
+
+
+class CacheWriter:
+    """Fills ``<video_id>.npy.partial`` row by row; ``finish`` publishes it as ``<video_id>.npy``.
+
+    ``start_row`` is where this writer resumed (0 when fresh); ``state`` is the caller's state
+    saved with the last ``append`` (e.g. a face pipeline's), to continue exactly where it was.
+    As a context manager it finishes on a clean exit once every row is written, and otherwise
+    leaves the partial file for the next run.
+    """
+
+    def __init__(
+        self, cache: ArrayCache, video_id: str, shape_tail: Sequence[int], dtype: Any, n_frames: int
+    ) -> None:
+        if n_frames < 1:
+            raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+        self.cache = cache
+        self.video_id = video_id
+        self.shape = (int(n_frames), *(int(s) for s in shape_tail))
+        self.dtype = np.dtype(dtype)
+        self.final = cache.path(video_id)
+        self.partial = self.final.with_name(self.final.name + ".partial")
+        self.progress = self.final.with_name(self.final.name + ".progress.json")
+        self.state: Optional[Any] = None
+        self._finished = False
+        self._mm: Optional[np.memmap] = None
+        self.rows = self._open()
+        self.start_row = self.rows
+
+    def _record(self, rows: int) -> dict[str, Any]:
+        return {
+            "settings_key": self.cache.key,
+            "shape": list(self.shape),
+            "dtype": self.dtype.str,
+            "rows": rows,
+            "state": self.state,
+        }
+
+    def _open(self) -> int:
+        """Reopen a matching partial file and return its row count, or start a new one (0)."""
+        record = self._read_progress()
+        if record is not None and self.partial.is_file() and self._matches(record):
+            mm = np.lib.format.open_memmap(self.partial, mode="r+")
+            if mm.shape == self.shape and mm.dtype == self.dtype:
+                self._mm = mm
+                self.state = record.get("state")
+                return int(record["rows"])
+            del mm
+        if record is not None or self.partial.exists():
+            warnings.warn(f"{self.partial}: progress does not match this write; starting over", RuntimeWarning)
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self._mm = np.lib.format.open_memmap(self.partial, mode="w+", dtype=self.dtype, shape=self.shape)
+        atomic_write_json(self.progress, self._record(0))
+        return 0
+
+    def _matches(self, record: dict[str, Any]) -> bool:
+        fresh = self._record(0)
+        rows = record.get("rows")
+        return (
+            all(record.get(k) == fresh[k] for k in ("settings_key", "shape", "dtype"))
+            and isinstance(rows, int)
+            and 0 <= rows <= self.shape[0]
+        )
+
+    def _read_progress(self) -> Optional[dict[str, Any]]:
+        try:
+            record = json.loads(self.progress.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
+
+    def append(self, rows: np.ndarray, state: Optional[Any] = None) -> None:
+        """Write ``rows`` (``(k, *shape_tail)``) after those already written; ``state`` (JSON-ready)
+        is saved with the row count and given back as ``state`` on resume."""
+        if self._mm is None:
+            raise RuntimeError(f"{self.partial}: writer is closed")
+        rows = np.asarray(rows)
+        if rows.shape[1:] != self.shape[1:]:
+            raise ValueError(f"{self.final}: rows of shape {rows.shape[1:]}, expected {self.shape[1:]}")
+        end = self.rows + len(rows)
+        if end > self.shape[0]:
+            raise ValueError(f"{self.final}: {end} rows exceed the {self.shape[0]} allocated")
+        self._mm[self.rows : end] = rows
+        # Data reaches the disk before the progress file claims it, so a crash between the two
+        # only loses rows, never records garbage as complete.
+        self._mm.flush()
+        self.rows = end
+        self.state = state
+        atomic_write_json(self.progress, self._record(end))
+
+    def finish(self, truncate: bool = False) -> np.ndarray:
+        """Publish the array and return it memory-mapped. With ``truncate``, a short write (a
+        video that ended early) is published with only the rows written."""
+        if self._mm is None:
+            raise RuntimeError(f"{self.partial}: writer is closed")
+        if self.rows < self.shape[0] and not (truncate and self.rows > 0):
+            raise ValueError(f"{self.final}: only {self.rows} of {self.shape[0]} rows written")
+        if self.rows == self.shape[0]:
+            self.close()
+            os.replace(self.partial, self.final)
+        else:
+            self._publish_first_rows()
+            self.close()
+            self.partial.unlink()
+        self.progress.unlink(missing_ok=True)
+        self._finished = True
+        return self.cache.load(self.video_id)
+
+    def _publish_first_rows(self) -> None:
+        assert self._mm is not None
+        with atomic_path(self.final, suffix=".npy") as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=self.dtype, shape=(self.rows, *self.shape[1:]))
+            for begin in range(0, self.rows, _COPY_ROWS):
+                out[begin : begin + _COPY_ROWS] = self._mm[begin : min(begin + _COPY_ROWS, self.rows)]
+            out.flush()
+            del out
+
+    def close(self) -> None:
+        """Release the memmap; an unfinished partial file stays for a later resume."""
+        if self._mm is not None:
+            self._mm.flush()
+            self._mm = None
+
+    def __enter__(self) -> "CacheWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None and not self._finished and self.rows == self.shape[0]:
+            self.finish()
+        self.close()
+
+
+def cache_face_crops(
+    source: PathLike,
+    cache: ArrayCache,
+    video_id: str,
+    pipeline: Optional[FacePipeline] = None,
+    chunk: int = 256,
+    fps: float = DEFAULT_FPS,
+) -> tuple[np.ndarray, FaceReport]:
+    """Face crops of every frame of ``source`` as a cached ``(n_frames, size, size, 3)`` uint8
+    memmap, plus the face report; computed once, resumed after an interruption.
+
+    ``pipeline`` must be fresh (it carries state) and its ``settings()`` should be part of the
+    cache's settings so that different crops never share a cache. ``fps`` is the frame rate of
+    an image folder, or the fallback for a video without one. Frames beyond the frame count the
+    container reports are not read; a video that ends early is cached with the frames it had.
+    """
+    if cache.exists(video_id):
+        return cache.load(video_id), FaceReport.from_dict(cache.load_meta(video_id)["faces"])
+    pipeline = pipeline if pipeline is not None else FacePipeline()
+    info = probe(source, fps=fps)
+    tail = (pipeline.size, pipeline.size, 3)
+    with cache.writer(video_id, tail, np.uint8, info.frame_count) as writer:
+        if writer.start_row > 0:
+            pipeline.load_state_dict(writer.state)
+        frames = iter_frames(source, start=writer.start_row, stop=info.frame_count)
+        pending: list[np.ndarray] = []
+        for crop in pipeline.process(frames):
+            pending.append(crop.image)
+            # Only commit where the pipeline holds nothing back, so the saved state matches the rows.
+            if len(pending) >= chunk and pipeline.in_sync:
+                writer.append(np.stack(pending), state=pipeline.state_dict())
+                pending = []
+        if pending:
+            writer.append(np.stack(pending), state=pipeline.state_dict())
+        indices = info.frame_numbers[: writer.rows] if info.frame_numbers else range(writer.rows)
+        # Metadata first: a finished .npy then always has its .json next to it.
+        cache.write_meta(
+            video_id,
+            {
+                "video_id": video_id,
+                "source": str(info.path),
+                "kind": info.kind,
+                "fps": info.fps,
+                "frame_count": writer.rows,
+                "width": info.width,
+                "height": info.height,
+                "frame_ranges": index_ranges(list(indices)),
+                "faces": pipeline.report.to_dict(),
+            },
+        )
+        array = writer.finish(truncate=True)
+    return array, pipeline.report

@@ -19,8 +19,14 @@ SUBCOMMANDS = {
                   "time ResNet-50 with SE / ECA / MCA-E / MCA-S / naive MCA-S side by side"),
     "evaluate": ("visionattn.evaluation.command",
                  "score predicted expression intervals against ground truth (MEGC spotting, STRS, mAP)"),
+    "train": ("visionattn.spotting.command",
+              "train / test FEDN expression spotting with Lightning (LightningCLI: fit, validate, test)"),
+    "loso": ("visionattn.spotting.loso",
+             "train every leave-one-subject-out fold of a FEDN config and score the pooled predictions"),
     "synth": ("visionattn.data.synthetic",
               "write a synthetic CAS(ME)^2-layout expression dataset (animated real face photo)"),
+    "train-cls": ("visionattn.classification.command",
+                  "train timm image classifiers (ours or timm's) with Lightning: fit / validate / test"),
 }
 
 
@@ -42,7 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS and _passthrough(argv[0]):
+        # Hand everything, --help included, to the subcommand's own parser (LightningCLI).
+        args = argparse.Namespace(command=argv[0], _module=SUBCOMMANDS[argv[0]][0], argv=argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
     try:
         importlib.import_module(args._module).run(args)
     except UserError as err:
@@ -52,6 +63,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"visionattn {args.command}: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _passthrough(name: str) -> bool:
+    return bool(getattr(importlib.import_module(SUBCOMMANDS[name][0]), "PASS_THROUGH", False))
 
 
 if __name__ == "__main__":

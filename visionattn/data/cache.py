@@ -17,7 +17,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -254,12 +254,30 @@ def cache_face_crops(
     an image folder, or the fallback for a video without one. Frames beyond the frame count the
     container reports are not read; a video that ends early is cached with the frames it had.
     """
+    pipeline = pipeline if pipeline is not None else FacePipeline()
+    tail = (pipeline.size, pipeline.size, 3)
+    return cache_face_rows(source, cache, video_id, pipeline, None, tail, np.uint8, chunk, fps)
+
+
+def cache_face_rows(
+    source: PathLike,
+    cache: ArrayCache,
+    video_id: str,
+    pipeline: FacePipeline,
+    encode: Optional[Callable[[np.ndarray], np.ndarray]],
+    row_shape: Sequence[int],
+    dtype: Any,
+    chunk: int = 256,
+    fps: float = DEFAULT_FPS,
+) -> tuple[np.ndarray, FaceReport]:
+    """Like :func:`cache_face_crops`, but each chunk of crops ``(k, size, size, 3)`` uint8 is
+    turned into rows ``(k, *row_shape)`` by ``encode`` (e.g. a frame encoder's features) before
+    it is stored; ``encode=None`` stores the crops themselves."""
     if cache.exists(video_id):
         return cache.load(video_id), FaceReport.from_dict(cache.load_meta(video_id)["faces"])
-    pipeline = pipeline if pipeline is not None else FacePipeline()
     info = probe(source, fps=fps)
-    tail = (pipeline.size, pipeline.size, 3)
-    with cache.writer(video_id, tail, np.uint8, info.frame_count) as writer:
+    convert = encode if encode is not None else (lambda crops: crops)
+    with cache.writer(video_id, row_shape, dtype, info.frame_count) as writer:
         if writer.start_row > 0:
             pipeline.load_state_dict(writer.state)
         frames = iter_frames(source, start=writer.start_row, stop=info.frame_count)
@@ -268,10 +286,10 @@ def cache_face_crops(
             pending.append(crop.image)
             # Only commit where the pipeline holds nothing back, so the saved state matches the rows.
             if len(pending) >= chunk and pipeline.in_sync:
-                writer.append(np.stack(pending), state=pipeline.state_dict())
+                writer.append(convert(np.stack(pending)), state=pipeline.state_dict())
                 pending = []
         if pending:
-            writer.append(np.stack(pending), state=pipeline.state_dict())
+            writer.append(convert(np.stack(pending)), state=pipeline.state_dict())
         indices = info.frame_numbers[: writer.rows] if info.frame_numbers else range(writer.rows)
         # Metadata first: a finished .npy then always has its .json next to it.
         cache.write_meta(

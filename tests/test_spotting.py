@@ -1,0 +1,90 @@
+"""FEDN training end to end on a tiny synthetic dataset: features, LightningCLI, LOSO, DDP."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from visionattn.cli import main
+from visionattn.evaluation import read_intervals_csv
+
+TINY = {
+    "seed_everything": 0,
+    "trainer": {
+        "accelerator": "cpu", "devices": 1, "max_epochs": 2, "log_every_n_steps": 1,
+        "enable_model_summary": False,
+        "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                       "init_args": {"monitor": "val/f1", "mode": "max", "save_last": True}}],
+    },
+    "model": {"fedn": {"backbone": None, "feature_dim": 512, "embed_dim": 32, "num_heads": 2, "num_levels": 4,
+                       "regression_ranges": [[0, 4], [4, 8], [8, 16], [16, 10000]]}},
+    "data": {"dataset": "synthetic", "features": {"backbone": "resnet18", "face_size": 48, "detect_every": 10},
+             "val_subjects": 1, "window": 128, "windows_per_epoch": 4, "batch_size": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fedn")
+    assert main(["synth", "--out", str(root / "ds"), "--subjects", "3", "--videos-per-subject", "1",
+                 "--seconds", "10", "--seed", "2"]) == 0
+    cfg = json.loads(json.dumps(TINY))
+    cfg["data"].update(root=str(root / "ds"), cache_root=str(root / "cache"))
+    cfg["trainer"]["default_root_dir"] = str(root / "run")
+    cfg["trainer"]["logger"] = [
+        {"class_path": f"lightning.pytorch.loggers.{name}", "init_args": {"save_dir": str(root / "run")}}
+        for name in ("CSVLogger", "TensorBoardLogger")]
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return root, path
+
+
+def test_fit_and_test_write_megc_predictions(tiny):
+    root, config = tiny
+    assert main(["train", "fit", "--config", str(config), "--data.test_subjects=[s19]"]) == 0
+    ckpts = list((root / "run").rglob("last.ckpt"))
+    assert ckpts, "no checkpoint written"
+    assert main(["train", "test", "--config", str(config), "--data.test_subjects=[s19]",
+                 f"--ckpt_path={ckpts[0]}", f"--model.predictions_dir={root / 'pred'}"]) == 0
+    preds = read_intervals_csv(root / "pred" / "predictions_test_all_scores.csv")
+    assert all(p.subject == "s19" for p in preds)
+    assert all(1 <= p.onset <= p.offset <= 300 for p in preds)
+    metrics = list((root / "run").rglob("metrics.csv"))
+    assert metrics and "val/f1" in metrics[0].read_text()
+    assert list((root / "run").rglob("events.out.tfevents*"))  # TensorBoard logs too
+
+
+def test_loso_pools_held_out_predictions_and_resumes(tiny, capsys):
+    root, config = tiny
+    out = root / "loso"
+    assert main(["loso", "--config", str(config), "--out", str(out), "--", "--trainer.max_epochs=1"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["spotting"]) == {"micro", "macro", "overall"}
+    pooled = read_intervals_csv(out / "predictions_pooled.csv")
+    folds = sorted(p.name for p in out.glob("fold_*"))
+    assert folds == ["fold_00_s15", "fold_01_s16", "fold_02_s19"]
+    for fold in folds:  # each fold predicts only its held-out subject
+        subject = fold.split("_")[2]
+        assert {p.subject for p in read_intervals_csv(out / fold / "predictions_test.csv")} <= {subject}
+        assert (out / fold / "checkpoints" / "last.ckpt").is_file()
+    gt = read_intervals_csv(out / "ground_truth.csv")
+    assert {g.subject for g in gt} == {"s15", "s16", "s19"}
+    assert len(pooled) == sum(len(read_intervals_csv(out / f / "predictions_test.csv")) for f in folds)
+    capsys.readouterr()
+    assert main(["loso", "--config", str(config), "--out", str(out), "--", "--trainer.max_epochs=1"]) == 0
+    assert capsys.readouterr().out.count("done, skipped") == 3
+
+
+def test_same_config_runs_ddp_on_two_cpu_processes(tiny):
+    root, config = tiny
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    run = subprocess.run(
+        [sys.executable, "-m", "visionattn.cli", "train", "fit", "--config", str(config), "--data.test_subjects=[s19]",
+         "--trainer.devices=2", "--trainer.strategy=ddp", f"--trainer.default_root_dir={root / 'ddp'}",
+         "--trainer.max_epochs=1", "--trainer.logger=false"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert list((root / "ddp").rglob("last.ckpt"))

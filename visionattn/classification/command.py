@@ -1,0 +1,50 @@
+"""``visionattn train-cls``: train, validate or test a timm image classifier with LightningCLI.
+
+Every choice lives in YAML (``configs/classification/``) or in flags; this entry point adds
+none. The ImageNet recipe is ``base_imagenet.yaml`` and each model a small file given after
+it (later ``--config`` files override earlier ones)::
+
+    visionattn train-cls fit \\
+        --config configs/classification/base_imagenet.yaml \\
+        --config configs/classification/imagenet_resnet50_mca_s.yaml \\
+        --data.root /data/imagenet
+
+    # resume an interrupted run from its last.ckpt (same configs):
+    visionattn train-cls fit --config ... --config ... --ckpt_path last
+
+    # 8 GPUs (the global batch is split over processes), 2 nodes:
+    visionattn train-cls fit --config ... --trainer.devices 8 --trainer.num_nodes 2
+
+    visionattn train-cls validate --config ... --ckpt_path outputs/.../checkpoints/best.ckpt
+    visionattn train-cls fit --help            # every option, with defaults
+    visionattn train-cls fit --config ... --print_config   # the merged configuration
+
+Lightning is imported only when the command runs, so ``visionattn --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import warnings
+
+# visionattn.cli hands the arguments after "train-cls" to LightningCLI untouched.
+PASS_THROUGH = True
+
+
+def run(args: argparse.Namespace) -> None:
+    from lightning.pytorch.cli import LightningCLI
+
+    from .datamodule import ImageFolderDataModule
+    from .module import ImageClassifier
+
+    with warnings.catch_warnings():
+        # LightningCLI warns when both sys.argv and args are set, a mix-up it cannot tell
+        # from ours: args is exactly the part of sys.argv that belongs to it.
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        LightningCLI(
+            ImageClassifier,
+            ImageFolderDataModule,
+            args=args.argv,
+            parser_kwargs={"prog": "visionattn train-cls"},
+            # A resumed run writes its config.yaml into the same log folder again.
+            save_config_kwargs={"overwrite": True},
+        )

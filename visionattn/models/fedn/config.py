@@ -1,0 +1,165 @@
+"""Every choice of the FEDN model in one dataclass.
+
+Defaults target 30 fps face videos: micro-expressions last 9-17 frames, macro-expressions
+~20 to 120+ frames. With a stride-1 first level and 6 levels (strides 1..32), the default
+regression ranges put a micro-expression (max centre-to-boundary distance ~4-9 frames) on
+levels 0-2 and a long macro-expression (distance ~32-64+) on levels 4-5.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal, Optional, Tuple
+
+TYPE_NAMES: Tuple[str, str] = ("micro", "macro")
+EMOTION_NAMES: Tuple[str, ...] = ("negative", "positive", "surprise", "others")
+
+Range = Tuple[float, float]
+
+
+@dataclass
+class FEDNConfig:
+    """Hyper-parameters of :class:`~visionattn.models.fedn.model.FEDN`.
+
+    Frame encoder
+        ``backbone``: a timm model name (``"resnet18"``, ``"resnet18_mca_e"``, ...) or ``None``
+        when per-frame features come precomputed. ``backbone_checkpoint``: local weights file
+        (nothing is ever downloaded). ``freeze_backbone``: eval mode and no gradients (the paper
+        freezes its AffectNet ResNet-18; without a checkpoint its weights are random, useful only
+        for tests). ``feature_dim``: per-frame feature size D (512 for ResNet-18's pooled features).
+
+    Temporal model
+        ``embed_dim`` C of every pyramid level; ``num_heads`` of every attention layer;
+        ``segment_length`` S frames per segment of the segment attention and
+        ``segment_weighting`` (``"softmax"`` or ``"sigmoid"`` over a segment's frames); ``window_size`` w of
+        the sliding-window attention (each step attends to ``|i - j| <= w // 2`` on its own
+        level); ``score_kernel_size`` of the frame-scoring conv; ``num_levels`` pyramid levels at
+        strides ``1, 2, ..., 2**(num_levels - 1)`` (at least 3: the sliding-window stage makes the
+        first three); ``downsample`` (``"maxpool"`` or ``"conv"``) of the further neck levels;
+        ``mlp_ratio`` of the transformer blocks; ``dropout``. Heads: ``head_num_convs`` conv layers
+        of width ``head_kernel_size`` per branch, ``head_attention`` (a shared attention block
+        before the branches), ``prior_prob`` (initial type probability).
+
+    Ablations
+        ``use_segment_attention=False``: the segment attention and fusion block becomes the
+        identity. ``use_window_attention=False``: the frame scoring becomes the identity and every
+        sliding-window self-attention (stage 1, neck levels, heads) becomes a residual
+        conv block (depthwise-separable conv, kernel ``window_size``), so the receptive field
+        stays comparable. ``attention="full"`` swaps every windowed self-attention for plain
+        ``T x T`` attention; it exists only for the scaling comparison (memory quadratic in T).
+
+    Targets and losses (ActionFormer)
+        ``regression_ranges`` (one per level, in frames), ``center_sample_radius`` (in strides),
+        ``focal_alpha``/``focal_gamma`` for the type logits, ``emotion_loss`` (``"ce"`` or
+        ``"focal"``) on positive points, loss weights, and the EMA positive-count normaliser
+        (``loss_norm_init``, ``loss_norm_momentum``).
+
+    Post-processing
+        ``pre_nms_threshold``/``pre_nms_topk`` per level, ``nms_method`` (``"soft"``: Gaussian
+        Soft-NMS, ``"hard"``, or ``"none"``), ``nms_sigma``, ``nms_iou_threshold`` (hard NMS),
+        ``min_score`` after NMS, ``max_detections`` per video, ``nms_class_agnostic`` (otherwise
+        micro and macro are suppressed separately), ``score_with_emotion`` (multiply the type
+        probability by the emotion confidence), ``min_duration``: shorter decoded spans (frames) are
+        dropped before NMS (half a frame: anything shorter would not round to a frame).
+    """
+
+    # Frame encoder.
+    backbone: Optional[str] = "resnet18"
+    backbone_checkpoint: Optional[str] = None
+    freeze_backbone: bool = True
+    feature_dim: int = 512
+
+    # Temporal model.
+    embed_dim: int = 256
+    num_heads: int = 4
+    segment_length: int = 16
+    segment_weighting: Literal["softmax", "sigmoid"] = "softmax"
+    window_size: int = 19
+    score_kernel_size: int = 3
+    num_levels: int = 6
+    downsample: Literal["maxpool", "conv"] = "maxpool"
+    mlp_ratio: int = 4
+    head_num_convs: int = 2
+    head_kernel_size: int = 3
+    head_attention: bool = True
+    dropout: float = 0.0
+
+    # Ablations and the scaling comparison.
+    use_segment_attention: bool = True
+    use_window_attention: bool = True
+    attention: Literal["window", "full"] = "window"
+
+    # Classes.
+    type_names: Tuple[str, ...] = TYPE_NAMES
+    emotion_names: Tuple[str, ...] = EMOTION_NAMES
+
+    # Label assignment.
+    regression_ranges: Tuple[Range, ...] = field(
+        default_factory=lambda: ((0, 4), (4, 8), (8, 16), (16, 32), (32, 64), (64, math.inf))
+    )
+    center_sample_radius: float = 1.5
+
+    # Losses.
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    emotion_loss: Literal["ce", "focal"] = "ce"
+    type_loss_weight: float = 1.0
+    reg_loss_weight: float = 1.0
+    emotion_loss_weight: float = 1.0
+    loss_norm_init: float = 100.0
+    loss_norm_momentum: float = 0.9
+    prior_prob: float = 0.01
+
+    # Post-processing.
+    pre_nms_threshold: float = 0.001
+    pre_nms_topk: int = 2000
+    nms_method: Literal["soft", "hard", "none"] = "soft"
+    nms_sigma: float = 0.5
+    nms_iou_threshold: float = 0.1
+    nms_class_agnostic: bool = False
+    min_score: float = 0.001
+    max_detections: int = 200
+    score_with_emotion: bool = False
+    min_duration: float = 0.5
+
+    def __post_init__(self) -> None:
+        self.regression_ranges = tuple((float(lo), float(hi)) for lo, hi in self.regression_ranges)
+        if len(self.regression_ranges) != self.num_levels:
+            raise ValueError(
+                f"regression_ranges has {len(self.regression_ranges)} entries, num_levels is {self.num_levels}"
+            )
+        if self.num_levels < 3:
+            # Levels 0-2 come from the sliding-window attention stage (stride 1 + two stride-2 blocks).
+            raise ValueError(f"num_levels must be >= 3, got {self.num_levels}")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        if self.attention not in ("window", "full"):
+            raise ValueError(f"attention must be 'window' or 'full', got {self.attention!r}")
+        if self.nms_method not in ("soft", "hard", "none"):
+            raise ValueError(f"nms_method must be 'soft', 'hard' or 'none', got {self.nms_method!r}")
+        if self.emotion_loss not in ("ce", "focal"):
+            raise ValueError(f"emotion_loss must be 'ce' or 'focal', got {self.emotion_loss!r}")
+        if self.downsample not in ("maxpool", "conv"):
+            raise ValueError(f"downsample must be 'maxpool' or 'conv', got {self.downsample!r}")
+        if self.segment_weighting not in ("softmax", "sigmoid"):
+            raise ValueError(f"segment_weighting must be 'softmax' or 'sigmoid', got {self.segment_weighting!r}")
+
+    @property
+    def num_types(self) -> int:
+        return len(self.type_names)
+
+    @property
+    def num_emotions(self) -> int:
+        return len(self.emotion_names)
+
+    @property
+    def token_mixer(self) -> str:
+        """Kind of every self-attention layer: ``"window"``, ``"full"`` or ``"conv"`` (ablation)."""
+        if not self.use_window_attention:
+            return "conv"
+        return self.attention
+
+    @property
+    def strides(self) -> Tuple[int, ...]:
+        """Stride in frames of each pyramid level: ``(1, 2, 4, ...)``."""
+        return tuple(2 ** level for level in range(self.num_levels))

@@ -1,0 +1,25 @@
+"""``visionattn train``: LightningCLI for FEDN spotting, every choice in the YAML.
+
+    visionattn train fit  --config configs/fedn/synthetic.yaml
+    visionattn train test --config configs/fedn/synthetic.yaml --ckpt_path best
+    visionattn train fit  --config configs/fedn/casme2.yaml --data.fold 3   # one LOSO fold
+
+Everything after ``train`` goes to LightningCLI untouched (``--help`` too); this command
+adds nothing of its own. Multi-GPU / multi-node: ``--trainer.devices 4 --trainer.strategy ddp``
+(and ``--trainer.num_nodes N`` under torchrun or SLURM).
+"""
+from __future__ import annotations
+
+import argparse
+
+PASS_THROUGH = True
+
+
+def run(args: argparse.Namespace) -> None:
+    from lightning.pytorch.cli import LightningCLI
+
+    from .datamodule import ExpressionDataModule
+    from .module import SpottingModule
+
+    LightningCLI(SpottingModule, ExpressionDataModule, args=args.argv or ["--help"],
+                 save_config_kwargs={"overwrite": True})

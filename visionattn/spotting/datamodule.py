@@ -1,0 +1,243 @@
+"""Lightning DataModule: an expression dataset's per-frame feature caches, split by subject.
+
+Training draws random windows of ``window`` frames from the training subjects' videos; the
+validation subjects (drawn from the training subjects, never the test subject) and the test
+subjects are evaluated on whole videos, since the temporal model's cost is linear in length.
+
+Frame numbers: annotations use the dataset's own numbering (CAS(ME)^2 from 1, CAS(ME)^3 from
+anywhere, with gaps). Feature rows are in reading order; each video keeps the frame number
+of every row, so targets and predictions convert both ways exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Union
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..data.annotations import loso_folds
+from ..data.frames import expand_ranges
+from ..models.fedn.config import EMOTION_NAMES, TYPE_NAMES
+from ..utils import UserError
+from .features import FeatureSettings, extract_features, video_id
+
+IGNORE_EMOTION = -1  # FEDN: spotting target without emotion loss (CAS(ME)^3 macro rows)
+
+
+@dataclass
+class VideoRecord:
+    """One video: its features (T, D) memmap, frame numbers (T,) and ground truth in rows."""
+
+    subject: str
+    video: str
+    features: np.ndarray
+    frame_numbers: np.ndarray
+    segments: np.ndarray   # (N, 2) float rows, inclusive [onset, offset]
+    types: np.ndarray      # (N,) 0 micro, 1 macro
+    emotions: np.ndarray   # (N,) index into EMOTION_NAMES or IGNORE_EMOTION
+
+    def rows_of(self, frames: np.ndarray) -> np.ndarray:
+        """Row index of each frame number (the nearest row for numbers in a gap)."""
+        rows = np.searchsorted(self.frame_numbers, frames)
+        return np.clip(rows, 0, len(self.frame_numbers) - 1)
+
+
+def load_table(dataset: str, root: str, missing_offset: Union[str, int] = "apex") -> pd.DataFrame:
+    from ..data.casme import load_casme2, load_casme3
+
+    if dataset in ("casme2", "synthetic"):
+        return load_casme2(root, missing_offset=missing_offset, dataset=dataset)
+    if dataset == "casme3":
+        return load_casme3(root, missing_offset=missing_offset)
+    raise UserError(f"dataset {dataset!r}: choose casme2, casme3 or synthetic")
+
+
+class TrainWindows(Dataset):
+    """``length`` random windows per epoch, each from a video chosen in proportion to its length."""
+
+    def __init__(self, videos: List[VideoRecord], window: int, length: int):
+        self.videos, self.window, self.length = videos, window, length
+        sizes = np.array([len(v.features) for v in videos], dtype=float)
+        self.p = sizes / sizes.sum()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict:
+        # torch's generator: seeded by seed_everything (per worker too), new windows each epoch
+        rng = np.random.default_rng(int(torch.randint(2**62, ())))
+        v = self.videos[rng.choice(len(self.videos), p=self.p)]
+        n = len(v.features)
+        start = int(rng.integers(0, max(1, n - self.window + 1)))
+        end = min(n, start + self.window)
+        seg = v.segments - start
+        inside = np.minimum(seg[:, 1], end - start - 1) - np.maximum(seg[:, 0], 0) + 1
+        # keep expressions with most of their frames in the window, clipped to it
+        keep = inside >= 0.5 * (seg[:, 1] - seg[:, 0] + 1)
+        return _item(v, start, end, np.clip(seg[keep], 0, end - start - 1), v.types[keep], v.emotions[keep])
+
+
+class WholeVideos(Dataset):
+    def __init__(self, videos: List[VideoRecord]):
+        self.videos = videos
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, i: int) -> dict:
+        v = self.videos[i]
+        return _item(v, 0, len(v.features), v.segments, v.types, v.emotions)
+
+
+def _item(v: VideoRecord, start: int, end: int, segments, types, emotions) -> dict:
+    return {
+        "features": torch.from_numpy(np.asarray(v.features[start:end], dtype=np.float32)),
+        "segments": torch.as_tensor(segments, dtype=torch.float32).reshape(-1, 2),
+        "types": torch.as_tensor(types, dtype=torch.long),
+        "emotions": torch.as_tensor(emotions, dtype=torch.long),
+        "subject": v.subject, "video": v.video, "start": start,
+    }
+
+
+def collate(items: List[dict]) -> dict:
+    """Pad features to the longest item: features (B, T, D), mask (B, T) True on real frames."""
+    t = max(len(x["features"]) for x in items)
+    d = items[0]["features"].shape[1]
+    feats = torch.zeros(len(items), t, d)
+    mask = torch.zeros(len(items), t, dtype=torch.bool)
+    for i, x in enumerate(items):
+        feats[i, : len(x["features"])] = x["features"]
+        mask[i, : len(x["features"])] = True
+    gt = [{"segments": x["segments"], "types": x["types"], "emotions": x["emotions"]} for x in items]
+    meta = [{"subject": x["subject"], "video": x["video"], "start": x["start"]} for x in items]
+    return {"features": feats, "mask": mask, "gt": gt, "meta": meta}
+
+
+class ExpressionDataModule(L.LightningDataModule):
+    """Per-frame feature caches of an expression dataset, split into train / val / test subjects.
+
+    Args:
+        root: dataset folder (CAS(ME)^2, CAS(ME)^3 part A, or ``visionattn synth`` output).
+        dataset: ``casme2``, ``casme3`` or ``synthetic`` (CAS(ME)^2 layout).
+        cache_root: where per-frame feature caches go (keyed by ``features`` settings).
+        features: how per-frame features are made (face crops + frozen encoder).
+        fold: leave-one-subject-out fold index (subjects sorted); or
+        test_subjects: explicit held-out subjects (leave-subjects-out); the remaining subjects
+            train, and ``val_subjects`` of them are set aside for model selection.
+        window: frames per training window; windows_per_epoch: training windows per epoch.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        dataset: str = "synthetic",
+        cache_root: str = "outputs/cache",
+        features: FeatureSettings = FeatureSettings(),
+        fold: Optional[int] = None,
+        test_subjects: Optional[List[str]] = None,
+        val_subjects: int = 2,
+        split_seed: int = 0,
+        window: int = 1024,
+        windows_per_epoch: int = 256,
+        batch_size: int = 4,
+        num_workers: int = 0,
+        missing_offset: Union[str, int] = "apex",
+        feature_device: str = "cpu",
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.root, self.dataset, self.cache_root = root, dataset, Path(cache_root)
+        self.features_settings = features
+        self.fold, self.test_subject_list = fold, test_subjects
+        self.val_count, self.split_seed = val_subjects, split_seed
+        self.window, self.windows_per_epoch = window, windows_per_epoch
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.missing_offset, self.feature_device = missing_offset, feature_device
+        self.table: Optional[pd.DataFrame] = None
+        self.splits: Dict[str, List[str]] = {}
+        self.videos: Dict[str, List[VideoRecord]] = {}
+
+    # ---------------------------------------------------------------- preparation
+    def _sources(self, table: pd.DataFrame) -> Dict[str, str]:
+        first = table.drop_duplicates(["subject", "video"])
+        return {video_id(s, v): src for s, v, src in zip(first["subject"], first["video"], first["source"])}
+
+    def prepare_data(self) -> None:
+        """Extract per-frame features for every video (once; rank 0 only under DDP)."""
+        table = load_table(self.dataset, self.root, self.missing_offset)
+        extract_features(self._sources(table), self.cache_root, self.features_settings, self.feature_device)
+
+    def split(self, table: pd.DataFrame) -> Dict[str, List[str]]:
+        subjects = sorted(table["subject"].unique())
+        if self.fold is not None:
+            folds = loso_folds(table, self.val_count, self.split_seed)
+            if not 0 <= self.fold < len(folds):
+                raise UserError(f"fold {self.fold}: the dataset has {len(folds)} subjects (folds 0..{len(folds) - 1})")
+            f = folds[self.fold]
+            return {"train": list(f.train), "val": list(f.val), "test": [f.test]}
+        test = list(self.test_subject_list or [])
+        unknown = [s for s in test if s not in subjects]
+        if unknown:
+            raise UserError(f"test_subjects {unknown} are not in the dataset (subjects: {subjects})")
+        rest = [s for s in subjects if s not in test]
+        rng = np.random.default_rng(self.split_seed)
+        val = sorted(rng.choice(rest, size=min(self.val_count, max(0, len(rest) - 1)), replace=False).tolist())
+        return {"train": [s for s in rest if s not in val], "val": val, "test": test}
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        if self.table is not None:
+            return
+        self.table = load_table(self.dataset, self.root, self.missing_offset)
+        self.splits = self.split(self.table)
+        from ..data.cache import ArrayCache
+
+        cache = ArrayCache(self.cache_root, self.features_settings.key_settings())
+        by_video = {}
+        for (subject, video), rows in self.table.groupby(["subject", "video"], sort=True):
+            vid = video_id(subject, video)
+            if not cache.exists(vid):
+                raise UserError(f"{cache.path(vid)}: features not extracted (prepare_data did not run?)")
+            meta = cache.load_meta(vid)
+            rec = VideoRecord(subject, video, cache.load(vid), np.array(expand_ranges(meta["frame_ranges"])),
+                              np.zeros((0, 2)), np.zeros(0, int), np.zeros(0, int))
+            on, off = rec.rows_of(rows["onset"].to_numpy()), rec.rows_of(rows["offset"].to_numpy())
+            rec.segments = np.stack([on, off], 1).astype(np.float32)
+            rec.types = np.array([TYPE_NAMES.index(t) for t in rows["type"]])
+            rec.emotions = np.array([EMOTION_NAMES.index(e) if e in EMOTION_NAMES else IGNORE_EMOTION
+                                     for e in rows["emotion"]])
+            by_video[(subject, video)] = rec
+        self.videos = {name: [r for (s, _), r in by_video.items() if s in subs] for name, subs in self.splits.items()}
+        if not self.videos["train"]:
+            raise UserError(f"no training videos (splits: {self.splits})")
+
+    def record(self, subject: str, video: str) -> VideoRecord:
+        for records in self.videos.values():
+            for r in records:
+                if r.subject == subject and r.video == video:
+                    return r
+        raise KeyError((subject, video))
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.videos["train"][0].features.shape[1])
+
+    # ---------------------------------------------------------------- loaders
+    def train_dataloader(self) -> DataLoader:
+        ds = TrainWindows(self.videos["train"], self.window, self.windows_per_epoch)
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
+                          collate_fn=collate, drop_last=True)
+
+    def _whole(self, split: str) -> DataLoader:
+        return DataLoader(WholeVideos(self.videos[split]), batch_size=1, num_workers=self.num_workers,
+                          collate_fn=collate)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._whole("val" if self.videos["val"] else "train")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._whole("test")

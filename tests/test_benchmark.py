@@ -38,3 +38,15 @@ def test_benchmark_cli_writes_table_and_json(tmp_path, capsys):
     table = (tmp_path / "mca_benchmark.md").read_text()
     assert "| resnet50+MCA-S |" in table and "target <= 1.02" in table
     assert "resnet50+MCA-S (naive)" in capsys.readouterr().out
+
+
+def test_fedn_scaling_benchmark_runs_both_attentions(tmp_path):
+    rc = main(["benchmark-fedn-scaling", "--out", str(tmp_path), "--lengths", "256", "512", "--repeats", "1",
+               "--embed-dim", "32", "--feature-dim", "16"])
+    assert rc == 0
+    rows = json.loads((tmp_path / "fedn_scaling.json").read_text())["rows"]
+    assert [r["frames"] for r in rows] == [256, 512]
+    for r in rows:
+        for variant in ("window", "full"):
+            assert r[variant]["ms"] > 0 and r[variant]["peak_mib"] >= 0
+    assert "window attention peak memory" in (tmp_path / "fedn_scaling.md").read_text()

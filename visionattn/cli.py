@@ -17,6 +17,8 @@ from .utils import UserError
 SUBCOMMANDS = {
     "benchmark": ("visionattn.benchmarks.mca_speed",
                   "time ResNet-50 with SE / ECA / MCA-E / MCA-S / naive MCA-S side by side"),
+    "benchmark-fedn-scaling": ("visionattn.benchmarks.fedn_scaling",
+                               "FEDN temporal part, T = 512..16384: time and peak memory, window vs full attention"),
     "evaluate": ("visionattn.evaluation.command",
                  "score predicted expression intervals against ground truth (MEGC spotting, STRS, mAP)"),
     "train": ("visionattn.spotting.command",

@@ -36,16 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="visionattn", description="Attention modules for vision: MCA and FEDN.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in SUBCOMMANDS.items():
-        mod = importlib.import_module(module)
-        # A subcommand that hands its arguments to another parser (LightningCLI) sets
-        # PASS_THROUGH = True and receives them untouched, --help included, in args.argv.
-        passthrough = getattr(mod, "PASS_THROUGH", False)
-        p = sub.add_parser(name, help=help_text, description=help_text, add_help=not passthrough)
+        p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
-        if passthrough:
-            p.add_argument("argv", nargs=argparse.REMAINDER)
-        else:
-            mod.add_arguments(p)
+        # Pass-through subcommands never reach this parser (see main); listed for --help only.
+        if not _passthrough(name):
+            importlib.import_module(module).add_arguments(p)
     return parser
 
 
@@ -68,6 +63,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _passthrough(name: str) -> bool:
+    """A subcommand that hands its arguments to another parser (LightningCLI) sets
+    ``PASS_THROUGH = True`` and gets them untouched, --help included, in ``args.argv``."""
     return bool(getattr(importlib.import_module(SUBCOMMANDS[name][0]), "PASS_THROUGH", False))
 
 

@@ -15,14 +15,7 @@ from typing import Dict, List
 import torch
 
 from ..utils import atomic_write_json, atomic_write_text
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(field)
+from .peak_memory import PeakRSS
 
 
 def _probe(attention: str, length: int, dim: int, embed: int, repeats: int, queue) -> None:
@@ -34,15 +27,13 @@ def _probe(attention: str, length: int, dim: int, embed: int, repeats: int, queu
     mask = torch.ones(1, length, dtype=torch.bool)
     with torch.inference_mode():
         model.temporal(x[:, :256], mask[:, :256])  # warm-up outside the measurement
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset the peak resident set to the current one
-        before = _status_kib("VmRSS")
         times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model.temporal(x, mask)
-            times.append(time.perf_counter() - start)
-    queue.put({"ms": 1e3 * sorted(times)[len(times) // 2], "peak_mib": (_status_kib("VmHWM") - before) / 1024})
+        with PeakRSS() as peak:
+            for _ in range(repeats):
+                start = time.perf_counter()
+                model.temporal(x, mask)
+                times.append(time.perf_counter() - start)
+    queue.put({"ms": 1e3 * sorted(times)[len(times) // 2], "peak_mib": peak.mib})
 
 
 def measure(attention: str, length: int, args) -> Dict[str, float]:

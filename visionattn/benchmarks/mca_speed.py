@@ -22,6 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..layers import fused_moments
 from ..utils import atomic_write_json, atomic_write_text
+from .peak_memory import PeakRSS
 
 BASELINE = "resnet50"
 ECA = "resnet50+ECA"
@@ -133,22 +134,12 @@ def train_step_time(models, batch_size, img_size, repeats, warmup, device, amp=F
     return _interleaved_medians(steps, repeats, warmup, device)
 
 
-def _proc_status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def _cpu_peak_probe(name: str, batch_size: int, img_size: int, queue) -> None:
     model = model_specs()[name]()
     step = _train_step_fn(model, batch_size, img_size, torch.device("cpu"))
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # Linux: reset the peak resident set (VmHWM) to the current one
-    before = _proc_status_kib("VmRSS")
-    step()  # the first step: activations, gradients and the momentum buffers it creates
-    queue.put((_proc_status_kib("VmHWM") - before) / 1024)
+    with PeakRSS() as peak:
+        step()  # the first step: activations, gradients and the momentum buffers it creates
+    queue.put(peak.mib)
 
 
 def saved_activation_mib(model: nn.Module, batch_size: int, img_size: int) -> float:

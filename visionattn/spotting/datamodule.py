@@ -41,10 +41,10 @@ class VideoRecord:
     types: np.ndarray      # (N,) 0 micro, 1 macro
     emotions: np.ndarray   # (N,) index into EMOTION_NAMES or IGNORE_EMOTION
 
-    def rows_of(self, frames: np.ndarray) -> np.ndarray:
-        """Row index of each frame number (the nearest row for numbers in a gap)."""
-        rows = np.searchsorted(self.frame_numbers, frames)
-        return np.clip(rows, 0, len(self.frame_numbers) - 1)
+
+def rows_of(frame_numbers: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """Row index of each frame number (the next row for numbers in a gap)."""
+    return np.clip(np.searchsorted(frame_numbers, frames), 0, len(frame_numbers) - 1)
 
 
 def load_table(dataset: str, root: str, missing_offset: Union[str, int] = "apex") -> pd.DataFrame:
@@ -202,15 +202,15 @@ class ExpressionDataModule(L.LightningDataModule):
             vid = video_id(subject, video)
             if not cache.exists(vid):
                 raise UserError(f"{cache.path(vid)}: features not extracted (prepare_data did not run?)")
-            meta = cache.load_meta(vid)
-            rec = VideoRecord(subject, video, cache.load(vid), np.array(expand_ranges(meta["frame_ranges"])),
-                              np.zeros((0, 2)), np.zeros(0, int), np.zeros(0, int))
-            on, off = rec.rows_of(rows["onset"].to_numpy()), rec.rows_of(rows["offset"].to_numpy())
-            rec.segments = np.stack([on, off], 1).astype(np.float32)
-            rec.types = np.array([TYPE_NAMES.index(t) for t in rows["type"]])
-            rec.emotions = np.array([EMOTION_NAMES.index(e) if e in EMOTION_NAMES else IGNORE_EMOTION
-                                     for e in rows["emotion"]])
-            by_video[(subject, video)] = rec
+            frame_numbers = np.array(expand_ranges(cache.load_meta(vid)["frame_ranges"]))
+            on, off = rows_of(frame_numbers, rows["onset"].to_numpy()), rows_of(frame_numbers, rows["offset"].to_numpy())
+            by_video[(subject, video)] = VideoRecord(
+                subject, video, cache.load(vid), frame_numbers,
+                segments=np.stack([on, off], 1).astype(np.float32),
+                types=np.array([TYPE_NAMES.index(t) for t in rows["type"]]),
+                emotions=np.array([EMOTION_NAMES.index(e) if e in EMOTION_NAMES else IGNORE_EMOTION
+                                   for e in rows["emotion"]]),
+            )
         self.videos = {name: [r for (s, _), r in by_video.items() if s in subs] for name, subs in self.splits.items()}
         if not self.videos["train"]:
             raise UserError(f"no training videos (splits: {self.splits})")

@@ -18,7 +18,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
-	$(VENV)/bin/visionattn benchmark --out outputs/benchmark
+	$(VENV)/bin/visionattn demo --out outputs/demo
 
 clean:
 	rm -rf $(VENV) outputs

@@ -15,10 +15,18 @@ from .utils import UserError
 # name -> (module, help). Modules are imported only when their subcommand runs, so
 # `visionattn --help` stays fast and optional dependencies stay optional.
 SUBCOMMANDS = {
+    "detect": ("visionattn.inference.command",
+               "find facial expressions in videos with a trained FEDN: JSON, MEGC CSV, timeline picture"),
+    "demo": ("visionattn.demo",
+             "end to end: synthesize data, train FEDN, detect on held-out videos, score them"),
     "benchmark": ("visionattn.benchmarks.mca_speed",
                   "time ResNet-50 with SE / ECA / MCA-E / MCA-S / naive MCA-S side by side"),
     "benchmark-fedn-scaling": ("visionattn.benchmarks.fedn_scaling",
                                "FEDN temporal part, T = 512..16384: time and peak memory, window vs full attention"),
+    "benchmark-fedn": ("visionattn.benchmarks.fedn_accuracy",
+                       "FEDN spotting/recognition on held-out synthetic subjects, with the ablation rows"),
+    "benchmark-detect": ("visionattn.benchmarks.detect_speed",
+                         "frames per second of each `visionattn detect` stage on a 640x480 30 fps video"),
     "evaluate": ("visionattn.evaluation.command",
                  "score predicted expression intervals against ground truth (MEGC spotting, STRS, mAP)"),
     "train": ("visionattn.spotting.command",

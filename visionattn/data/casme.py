@@ -31,6 +31,7 @@ from .frames import probe
 from .annotations import MissingOffset, fill_offset, make_table, to_emotion4
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+VIDEO_FIRST_FRAME = 1  # annotation number of a video file's first frame
 CASME2_WORKBOOK = "CAS(ME)^2code_final.xlsx"
 CASME2_FPS = 30.0
 CASME3_FPS = 30.0
@@ -76,11 +77,15 @@ def _expression_type(value, where: str) -> str:
 
 
 def video_length(source: Path) -> Tuple[int, int, float]:
-    """(frame count, first frame number, fps or 0 if unknown) of a frame folder or video file."""
+    """(frame count, first frame number, fps or 0 if unknown) of a frame folder or video file.
+
+    A video file stands for a frame folder whose images are numbered from 1 (``img1.jpg`` is the
+    video's first frame), which is how the workbooks count; a folder's numbers are its own.
+    """
     info = probe(source)
     if info.kind == "images":
         return info.frame_count, info.frame_numbers[0], 0.0
-    return info.frame_count, 0, info.fps
+    return info.frame_count, VIDEO_FIRST_FRAME, info.fps
 
 
 def _child_ci(folder: Path, name: str) -> Optional[Path]:

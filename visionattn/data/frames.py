@@ -109,6 +109,38 @@ def iter_frames(
     return _iter_video(path, _open_video(path), start, stop, step)
 
 
+def iter_timed_frames(source: PathLike, fps: float = DEFAULT_FPS) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Yield ``(frame_index, seconds, image)``: every frame with its presentation time.
+
+    A video's times come from its decoder (so variable frame rates are honoured), counted from
+    its first frame; when the container gives no increasing timestamps, they are
+    ``position / fps`` with the container's rate (or ``fps`` when it reports none). Image
+    folders carry no times: ``position / fps``.
+    """
+    path = _existing(source)
+    if path.is_dir():
+        for position, (index, image) in enumerate(_iter_images(_list_images(path))):
+            yield index, position / float(fps), image
+        return
+    cap = _open_video(path)
+    rate = _plausible_fps(cap.get(cv2.CAP_PROP_FPS), fps)
+    first: Optional[float] = None
+    seconds = -math.inf
+    fallback_from: Optional[tuple[int, float]] = None  # (position, seconds) where the clock failed
+    for position, frame in _iter_video(path, cap, 0, None, 1):
+        msec = cap.get(cv2.CAP_PROP_POS_MSEC)
+        if fallback_from is None:
+            first = msec if first is None else first
+            clock = (msec - first) / 1000.0
+            if math.isfinite(clock) and (position == 0 or clock > seconds):
+                seconds = clock
+            else:  # the decoder's clock stalled or went back: count frames at the rate from here
+                fallback_from = (position, seconds + 1.0 / rate if position else 0.0)
+        if fallback_from is not None:
+            seconds = fallback_from[1] + (position - fallback_from[0]) / rate
+        yield position, seconds, frame
+
+
 def _existing(source: PathLike) -> Path:
     path = Path(source)
     if not path.exists():

@@ -130,6 +130,9 @@ class ExpressionDataModule(L.LightningDataModule):
         test_subjects: explicit held-out subjects (leave-subjects-out); the remaining subjects
             train, and ``val_subjects`` of them are set aside for model selection.
         window: frames per training window; windows_per_epoch: training windows per epoch.
+        fps: frame rate of the dataset's videos (CAS(ME)^2/^3: 30); ``visionattn detect``
+            resamples other videos to it, so a trained model sees expressions at the speed it
+            learned them.
     """
 
     def __init__(
@@ -148,6 +151,7 @@ class ExpressionDataModule(L.LightningDataModule):
         num_workers: int = 0,
         missing_offset: Union[str, int] = "apex",
         feature_device: str = "cpu",
+        fps: float = 30.0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -158,6 +162,9 @@ class ExpressionDataModule(L.LightningDataModule):
         self.window, self.windows_per_epoch = window, windows_per_epoch
         self.batch_size, self.num_workers = batch_size, num_workers
         self.missing_offset, self.feature_device = missing_offset, feature_device
+        if fps <= 0:
+            raise UserError(f"data.fps {fps}: must be > 0")
+        self.fps = fps
         self.table: Optional[pd.DataFrame] = None
         self.splits: Dict[str, List[str]] = {}
         self.videos: Dict[str, List[VideoRecord]] = {}
@@ -202,7 +209,10 @@ class ExpressionDataModule(L.LightningDataModule):
             vid = video_id(subject, video)
             if not cache.exists(vid):
                 raise UserError(f"{cache.path(vid)}: features not extracted (prepare_data did not run?)")
-            frame_numbers = np.array(expand_ranges(cache.load_meta(vid)["frame_ranges"]))
+            meta = cache.load_meta(vid)
+            frame_numbers = np.array(expand_ranges(meta["frame_ranges"]))
+            if meta["kind"] == "video":  # cached by 0-based position; annotations count from first_frame
+                frame_numbers = frame_numbers + int(rows["first_frame"].iloc[0])
             on, off = rows_of(frame_numbers, rows["onset"].to_numpy()), rows_of(frame_numbers, rows["offset"].to_numpy())
             by_video[(subject, video)] = VideoRecord(
                 subject, video, cache.load(vid), frame_numbers,

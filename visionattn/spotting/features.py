@@ -35,11 +35,14 @@ class FeatureSettings:
     face_size: int = 112
     face_margin: float = 0.2
     detect_every: int = 5
+    pool_grid: int = 1
     seed: int = 0
     dtype: str = "float16"
 
     def key_settings(self) -> dict:
         d = asdict(self)
+        if d["pool_grid"] == 1:  # caches made before the option existed stay valid
+            del d["pool_grid"]
         if self.checkpoint_path:  # the file's identity, not just its name
             p = Path(self.checkpoint_path)
             if not p.is_file():
@@ -56,7 +59,7 @@ class FrameFeatureExtractor:
 
         torch.manual_seed(settings.seed)  # a random encoder must be the same one every time
         self.encoder = FrameEncoder(settings.backbone, checkpoint_path=settings.checkpoint_path, frozen=True,
-                                    image_size=settings.face_size)
+                                    image_size=settings.face_size, pool_grid=settings.pool_grid)
         self.encoder.to(device).eval()
         self.batch_size = batch_size
         self.dtype = np.dtype(settings.dtype)

@@ -10,56 +10,23 @@ scored as ``visionattn evaluate`` scores it, so the figures are comparable with 
 and never peek at a test subject.
 
 Resumable: a finished fold leaves ``fold_XX/predictions_test.csv`` and is skipped; an
-interrupted fold resumes from its ``last.ckpt`` (same epoch, same optimizer state).
+interrupted fold resumes from its ``last.ckpt`` (same epoch, same optimizer state); see
+:mod:`.runs`.
 """
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import List, Optional
 
 from ..evaluation import evaluate, read_intervals_csv, write_intervals_csv
 from ..evaluation.report import format_report
 from ..utils import UserError, atomic_write_json
+from .runs import fit_and_test
 
 
-def _fold_overrides(fold: int, fold_dir: Path) -> List[str]:
-    # Fixed paths per fold (no version_N folders), so an interrupted fold finds its last.ckpt.
-    callbacks = [
-        {"class_path": "lightning.pytorch.callbacks.TQDMProgressBar"},
-        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-         "init_args": {"dirpath": str(fold_dir / "checkpoints"), "monitor": "val/f1", "mode": "max",
-                       "save_last": True}},
-    ]
-    loggers = [
-        {"class_path": "lightning.pytorch.loggers.CSVLogger",
-         "init_args": {"save_dir": str(fold_dir), "name": "", "version": "csv"}},
-        {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-         "init_args": {"save_dir": str(fold_dir), "name": "", "version": "tensorboard"}},
-    ]
-    return [
-        f"--data.fold={fold}", "--data.test_subjects=null",
-        f"--trainer.default_root_dir={fold_dir}",
-        f"--trainer.callbacks={json.dumps(callbacks)}",
-        f"--trainer.logger={json.dumps(loggers)}",
-        f"--model.predictions_dir={fold_dir}",
-    ]
-
-
-def run_fold(config: List[str], fold: int, fold_dir: Path, extra: List[str]) -> None:
-    from lightning.pytorch.cli import LightningCLI
-
-    from .datamodule import ExpressionDataModule
-    from .module import SpottingModule
-
-    args = [a for c in config for a in ("--config", c)] + _fold_overrides(fold, fold_dir) + extra
-    cli = LightningCLI(SpottingModule, ExpressionDataModule, args=args, run=False,
-                       save_config_kwargs={"overwrite": True})
-    last = fold_dir / "checkpoints" / "last.ckpt"
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=str(last) if last.is_file() else None)
-    best = cli.trainer.checkpoint_callback.best_model_path or str(last)
-    cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best)
+def _fold_overrides(fold: int) -> List[str]:
+    return [f"--data.fold={fold}", "--data.test_subjects=null"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,7 +61,7 @@ def run(args: argparse.Namespace) -> dict:
             print(f"fold {fold} ({subjects[fold]}): done, skipped")
             continue
         print(f"fold {fold} ({subjects[fold]}): training", flush=True)
-        run_fold(args.config, fold, fold_dir, list(args.overrides))
+        fit_and_test(args.config, fold_dir, _fold_overrides(fold) + list(args.overrides))
     return pool(out, table, [out / f"fold_{f:02d}_{subjects[f]}" for f in folds])
 
 

@@ -29,7 +29,10 @@ class FEDNConfig:
         for tests). ``feature_dim``: per-frame feature size D (512 for ResNet-18's pooled features).
 
     Temporal model
-        ``embed_dim`` C of every pyramid level; ``num_heads`` of every attention layer;
+        ``input_norm``: ``"sequence"`` standardizes every feature channel over the valid steps of
+        each input sequence (a training window, a whole video, a detection window) before the
+        embedding, so that what is constant in a video (identity, camera, lighting) drops out;
+        ``"none"`` feeds the features as they are. ``embed_dim`` C of every pyramid level; ``num_heads`` of every attention layer;
         ``segment_length`` S frames per segment of the segment attention and
         ``segment_weighting`` (``"softmax"`` or ``"sigmoid"`` over a segment's frames); ``window_size`` w of
         the sliding-window attention (each step attends to ``|i - j| <= w // 2`` on its own
@@ -70,6 +73,7 @@ class FEDNConfig:
     feature_dim: int = 512
 
     # Temporal model.
+    input_norm: Literal["none", "sequence"] = "none"
     embed_dim: int = 256
     num_heads: int = 4
     segment_length: int = 16
@@ -141,6 +145,8 @@ class FEDNConfig:
             raise ValueError(f"emotion_loss must be 'ce' or 'focal', got {self.emotion_loss!r}")
         if self.downsample not in ("maxpool", "conv"):
             raise ValueError(f"downsample must be 'maxpool' or 'conv', got {self.downsample!r}")
+        if self.input_norm not in ("none", "sequence"):
+            raise ValueError(f"input_norm must be 'none' or 'sequence', got {self.input_norm!r}")
         if self.segment_weighting not in ("softmax", "sigmoid"):
             raise ValueError(f"segment_weighting must be 'softmax' or 'sigmoid', got {self.segment_weighting!r}")
 

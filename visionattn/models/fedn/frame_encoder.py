@@ -35,6 +35,9 @@ class FrameEncoder(nn.Module):
         in_chans: input channels.
         image_size: side that :meth:`encode_frames` resizes frames to; ``None`` takes the
             backbone's pretrained input size (224 for ResNets).
+        pool_grid: ``g``: average-pool the last feature map onto a ``g x g`` grid instead of one
+            vector, so ``D = g * g * num_features`` and the features keep *where* in the face
+            something changed (brows or mouth), which a global average washes out.
     """
 
     def __init__(
@@ -44,13 +47,17 @@ class FrameEncoder(nn.Module):
         frozen: bool = True,
         in_chans: int = 3,
         image_size: Optional[int] = None,
+        pool_grid: int = 1,
     ) -> None:
         super().__init__()
+        if pool_grid < 1:
+            raise UserError(f"pool_grid {pool_grid}: must be >= 1")
+        self.pool_grid = pool_grid
         self.model = timm.create_model(backbone, num_classes=0, pretrained=False, in_chans=in_chans)
         if checkpoint_path:
             self._load(checkpoint_path)
         self.frozen = frozen
-        self.num_features: int = self.model.num_features
+        self.num_features: int = self.model.num_features * pool_grid * pool_grid
         cfg = self.model.pretrained_cfg
         self.image_size = image_size or int(cfg.get("input_size", (3, 224, 224))[-1])
         # Buffers so they follow .to(device); not saved, they come from the backbone's config.
@@ -85,7 +92,13 @@ class FrameEncoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``(N, C, H, W)`` float, already normalised -> ``(N, D)``."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            return self.model(x)
+            if self.pool_grid == 1:
+                return self.model(x)
+            fmap = self.model.forward_features(x)
+            if fmap.ndim != 4:
+                raise UserError(f"pool_grid {self.pool_grid} needs a CNN feature map; "
+                                f"{type(self.model).__name__} gives shape {tuple(fmap.shape)}")
+            return F.adaptive_avg_pool2d(fmap, self.pool_grid).flatten(1)
 
     def preprocess(self, frames: FrameBatch) -> Tensor:
         """Frames -> ``(N, 3, S, S)`` normalised float on the encoder's device (``S = image_size``).

@@ -26,6 +26,20 @@ from .segment_attention import SegmentAttention
 from .window_attention import ConvBlock, SlidingWindowAttention
 
 
+def standardize_over_time(x: Tensor, mask: Tensor, eps: float = 1e-5) -> Tensor:
+    """Each channel of each sequence to zero mean and unit variance over its valid steps.
+
+    ``(B, D, T), (B, T) -> (B, D, T)``, padding stays zero. What stays constant in a video (the
+    person, the camera, the lighting) leaves the features; what changes over time (expressions)
+    is what the model sees, on a common scale across subjects.
+    """
+    m = mask[:, None].to(x.dtype)
+    n = m.sum(dim=2, keepdim=True).clamp(min=1)
+    mean = (x * m).sum(dim=2, keepdim=True) / n
+    var = ((x - mean).square() * m).sum(dim=2, keepdim=True) / n
+    return (x - mean) * torch.rsqrt(var + eps) * m
+
+
 class FEDN(nn.Module):
     """The FEDN network; every choice comes from a :class:`FEDNConfig`.
 
@@ -115,6 +129,8 @@ class FEDN(nn.Module):
             mask = torch.ones(B, T, dtype=torch.bool, device=features.device)
         mask = mask.bool()
         x = features.transpose(1, 2) * mask[:, None].to(features.dtype)  # (B, D, T)
+        if self.config.input_norm == "sequence":
+            x = standardize_over_time(x, mask)
         x, _ = self.embed(x, mask)  # (B, C, T)
         if self.segment is not None:
             x = self.segment(x.transpose(1, 2), mask).transpose(1, 2)

@@ -1,0 +1,120 @@
+"""Speed of ``visionattn detect`` per stage on a 640x480, 30 fps video: ``visionattn benchmark-detect``.
+
+Stages, each timed on its own over the same frames: decoding (OpenCV), face detection and
+tracking with cropping, frame features (the frozen encoder, batched), and the temporal model
+(FEDN over overlapping windows). Then the whole tool end to end, streaming, as a user runs
+it. Frames per second are reported per stage and end to end, with the end-to-end speed as a
+multiple of real time (the target is at least 2x on a 2-core CPU).
+
+The weights do not change the speed: without ``--checkpoint`` a randomly initialised FEDN
+with the synthetic recipe's settings (``configs/fedn/synthetic.yaml``) is timed.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..utils import atomic_write_json, atomic_write_text
+
+TARGET_REALTIME = 2.0
+
+
+def make_video(out: Path, seconds: float) -> Path:
+    from ..data.synthetic import SynthConfig, generate
+
+    root = out / "video_640x480"
+    generate(root, SynthConfig(subjects=1, videos_per_subject=1, seconds=seconds, width=640, height=480,
+                               format="video"), log=lambda *_: None)
+    return next((root / "rawpic").rglob("*.mp4"))
+
+
+def default_detector(device: str, batch_size: int):
+    """A random FEDN with the synthetic recipe's model and feature settings (no checkpoint needed)."""
+    import yaml
+
+    from ..inference.detector import ExpressionDetector, TrainedDetector
+    from ..models.fedn import FEDN, FEDNConfig
+    from ..spotting.features import FeatureSettings
+    from .fedn_accuracy import CONFIG_DIR
+
+    base = yaml.safe_load((CONFIG_DIR / "base.yaml").read_text())
+    synth = yaml.safe_load((CONFIG_DIR / "synthetic.yaml").read_text())
+    fedn = dict(base["model"]["fedn"], **(synth.get("model", {}) or {}).get("fedn", {}))
+    fedn["backbone"] = None
+    torch.manual_seed(0)
+    trained = TrainedDetector(FEDN(FEDNConfig(**fedn)).eval(), FeatureSettings(**synth["data"]["features"]),
+                              threshold=0.5, window=int(synth["data"]["window"]), fps=30.0, checkpoint=Path("-"))
+    return ExpressionDetector(trained, device=device, batch_size=batch_size)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from ..data.faces import FacePipeline
+    from ..data.frames import iter_timed_frames
+    from ..inference.detector import ExpressionDetector, load_checkpoint
+    from ..inference.stitching import WindowStitcher
+
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    out = Path(args.out)
+    video = make_video(out, args.seconds)
+    if args.checkpoint:
+        detector = ExpressionDetector(load_checkpoint(args.checkpoint, args.device), device=args.device,
+                                      batch_size=args.batch_size)
+    else:
+        detector = default_detector(args.device, args.batch_size)
+    s = detector.settings
+
+    start = time.perf_counter()
+    frames = [image for _, _, image in iter_timed_frames(video)]
+    decode = len(frames) / (time.perf_counter() - start)
+    n = len(frames)
+
+    pipeline = FacePipeline(size=s.face_size, margin=s.face_margin, detect_every=s.detect_every)
+    start = time.perf_counter()
+    crops = np.stack([c.image for c in pipeline.process(enumerate(frames))])
+    face = n / (time.perf_counter() - start)
+    del frames
+
+    detector.extractor(crops[: args.batch_size])  # warm-up (allocator, oneDNN kernels)
+    start = time.perf_counter()
+    feats = np.concatenate([detector.extractor(crops[i:i + args.batch_size]) for i in range(0, n, args.batch_size)])
+    features = n / (time.perf_counter() - start)
+
+    stitcher = WindowStitcher(detector._predict, detector.window, detector.overlap, detector.threshold)
+    start = time.perf_counter()
+    for i in range(0, n, args.batch_size):
+        stitcher.push(feats[i:i + args.batch_size])
+    stitcher.finish()
+    temporal = n / (time.perf_counter() - start)
+
+    start = time.perf_counter()
+    result, _ = detector.detect(str(video), progress=False)
+    end_to_end = result.frame_count / (time.perf_counter() - start)
+
+    fps = 30.0
+    rows = {"decode": decode, "face": face, "features": features, "temporal": temporal, "end to end": end_to_end}
+    report = {"video": str(video), "frames": n, "size": "640x480", "video_fps": fps, "threads": torch.get_num_threads(),
+              "device": args.device, "face_size": s.face_size, "detect_every": s.detect_every,
+              "stages_fps": rows, "realtime_factor": end_to_end / fps, "target_realtime": TARGET_REALTIME}
+    lines = [f"visionattn detect, {n} frames of a 640x480 {fps:g} fps video, {args.device}, "
+             f"{torch.get_num_threads()} threads (face {s.face_size}px, detector every {s.detect_every} frames)", "",
+             "| stage | frames/s | x real time |", "|---|---:|---:|"]
+    lines += [f"| {k} | {v:.0f} | {v / fps:.1f} |" for k, v in rows.items()]
+    lines.append(f"\nend to end: {end_to_end / fps:.2f}x real time (target >= {TARGET_REALTIME:g}x)")
+    table = "\n".join(lines) + "\n"
+    print(table)
+    atomic_write_json(out / "detect_speed.json", report)
+    atomic_write_text(out / "detect_speed.md", table)
+    return report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="outputs/benchmark/detect")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of the test video")
+    parser.add_argument("--checkpoint", default=None, help="time a trained model instead of a random one")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")

@@ -1,0 +1,134 @@
+"""FEDN accuracy on held-out synthetic subjects, with the ablations: ``visionattn benchmark-fedn``.
+
+One run synthesizes a dataset (``visionattn synth``), trains FEDN with the repository's
+synthetic recipe (``configs/fedn/base.yaml`` + ``configs/fedn/synthetic.yaml``) on all subjects
+but the last ``--test-subjects`` ones, choosing the epoch and score threshold on validation
+subjects drawn from the training subjects, and scores the held-out subjects' predictions with
+the MEGC metrics (overall / micro / macro spotting F1, STRS, mAP). It repeats the training for
+each ablation row: without segment attention, without sliding-window attention, without
+either. Everything is resumable: the dataset, the feature cache and each finished row are
+reused, and an interrupted row resumes from its last checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Dict, List
+
+from ..utils import UserError, atomic_write_json, atomic_write_text
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "fedn"
+
+ROWS: Dict[str, List[str]] = {
+    "FEDN": [],
+    "without segment attention": ["--model.fedn.use_segment_attention=false"],
+    "without sliding-window attention": ["--model.fedn.use_window_attention=false"],
+    "without either": ["--model.fedn.use_segment_attention=false", "--model.fedn.use_window_attention=false"],
+}
+TARGETS = {"f1": 0.8, "strs": 0.6}
+
+
+def recipe() -> List[str]:
+    """The YAML files every synthetic run trains with (repository checkout)."""
+    files = [CONFIG_DIR / "base.yaml", CONFIG_DIR / "synthetic.yaml"]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise UserError(f"config not found: {', '.join(missing)} (run from a checkout of the repository)")
+    return [str(f) for f in files]
+
+
+def make_dataset(root: Path, subjects: int, videos: int, seconds: float, seed: int) -> None:
+    from ..data.synthetic import SynthConfig, generate
+
+    generate(root, SynthConfig(subjects=subjects, videos_per_subject=videos, seconds=seconds, seed=seed,
+                               format="video"), log=lambda *_: None)
+
+
+def split_subjects(root: Path, held_out: int) -> List[str]:
+    """The last ``held_out`` subjects of the dataset (sorted), never seen in training."""
+    from ..spotting.datamodule import load_table
+
+    subjects = sorted(load_table("synthetic", str(root))["subject"].unique())
+    if not 0 < held_out < len(subjects) - 1:
+        raise UserError(f"--test-subjects {held_out}: need at least 1 and leave 2+ of {len(subjects)} for training")
+    return subjects[-held_out:]
+
+
+def data_overrides(root: Path, cache: Path, test_subjects: List[str]) -> List[str]:
+    return [f"--data.root={root}", f"--data.cache_root={cache}", f"--data.test_subjects={json.dumps(test_subjects)}"]
+
+
+def score_run(root: Path, run_dir: Path, test_subjects: List[str]) -> dict:
+    """MEGC scores of a run's held-out predictions against the dataset's ground truth."""
+    from ..evaluation import evaluate, read_intervals_csv
+
+    truths = [t for t in read_intervals_csv(root / "ground_truth.csv", require_score=False)
+              if t.subject in test_subjects]
+    preds = read_intervals_csv(run_dir / "predictions_test.csv")
+    return evaluate(truths, preds)
+
+
+def train_row(name: str, flags: List[str], out: Path, base: List[str]) -> dict:
+    from ..spotting.runs import fit_and_test
+
+    run_dir = out / name.replace(" ", "_").replace("-", "_")
+    timing = run_dir / "timing.json"
+    if (run_dir / "predictions_test.csv").is_file() and timing.is_file():
+        return json.loads(timing.read_text())
+    spent = json.loads(timing.read_text())["train_seconds"] if timing.is_file() else 0.0
+    start = time.perf_counter()
+    fit_and_test(recipe(), run_dir, base + flags)
+    record = {"train_seconds": spent + time.perf_counter() - start, "run_dir": str(run_dir)}
+    atomic_write_json(timing, record)
+    return record
+
+
+def run(args: argparse.Namespace) -> dict:
+    out = Path(args.out)
+    root, cache = out / "synth", out / "cache"
+    print(f"dataset: {args.subjects} subjects x {args.videos_per_subject} videos of {args.seconds:g} s -> {root}",
+          flush=True)
+    make_dataset(root, args.subjects, args.videos_per_subject, args.seconds, args.seed)
+    test_subjects = split_subjects(root, args.test_subjects)
+    base = data_overrides(root, cache, test_subjects) + list(args.overrides)
+    rows = [r.strip() for r in args.rows.split(",")] if args.rows else list(ROWS)
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        raise UserError(f"--rows: unknown {unknown}; choose from {list(ROWS)}")
+    results = []
+    for name in rows:
+        print(f"== {name}", flush=True)
+        record = train_row(name, ROWS[name], out, base)
+        r = score_run(root, Path(record["run_dir"]), test_subjects)
+        sp = r["spotting"]
+        results.append({"model": name, "f1": sp["overall"]["f1"], "f1_micro": sp["micro"]["f1"],
+                        "f1_macro": sp["macro"]["f1"], "strs": r["strs"], "map": r["map"]["average"],
+                        "train_minutes": record["train_seconds"] / 60})
+        print(json.dumps(results[-1]), flush=True)
+    lines = [f"Held-out subjects {', '.join(test_subjects)} ({args.test_subjects} of {args.subjects}); "
+             f"targets: F1 >= {TARGETS['f1']}, STRS >= {TARGETS['strs']}", "",
+             "| model | F1 overall | F1 micro | F1 macro | STRS | mAP | training (min) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['model']} | {r['f1']:.3f} | {r['f1_micro']:.3f} | {r['f1_macro']:.3f} | "
+                     f"{r['strs']:.3f} | {r['map']:.3f} | {r['train_minutes']:.1f} |")
+    table = "\n".join(lines) + "\n"
+    print(table)
+    atomic_write_json(out / "fedn_accuracy.json", {"test_subjects": test_subjects, "rows": results,
+                                                   "settings": {k: v for k, v in vars(args).items()
+                                                                if not k.startswith("_")}})
+    atomic_write_text(out / "fedn_accuracy.md", table)
+    return {"rows": results}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="outputs/benchmark/fedn_accuracy")
+    parser.add_argument("--subjects", type=int, default=10)
+    parser.add_argument("--videos-per-subject", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--test-subjects", type=int, default=2, help="held-out subjects (the last ones)")
+    parser.add_argument("--rows", default=None, help=f"comma-separated subset of: {', '.join(ROWS)}")
+    parser.add_argument("overrides", nargs="*", help="LightningCLI overrides for every row (after `--`)")

@@ -1,0 +1,1 @@
+"""Running trained models on videos: ``visionattn detect``."""

@@ -88,3 +88,21 @@ def test_same_config_runs_ddp_on_two_cpu_processes(tiny):
         capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert list((root / "ddp").rglob("last.ckpt"))
+
+
+def test_thresholds_per_type_maximise_overall_f1():
+    from visionattn.evaluation import Interval
+    from visionattn.spotting.module import choose_thresholds
+
+    truths = [Interval("s1", "v", 10 * i, 10 * i + 5, "micro", "positive") for i in range(4)]
+    truths += [Interval("s1", "v", 100 + 50 * i, 100 + 50 * i + 30, "macro", "negative") for i in range(4)]
+    # micro detections are right but score low (0.2); macro ones score high (0.8); false alarms of
+    # both types score 0.5 and 0.1
+    preds = [Interval(t.subject, t.video, t.onset, t.offset, t.type, t.emotion, 0.2 if t.type == "micro" else 0.8)
+             for t in truths]
+    preds += [Interval("s1", "v", 500 + 40 * i, 520 + 40 * i, "macro", "others", 0.5) for i in range(3)]
+    preds += [Interval("s1", "v", 900 + 20 * i, 905 + 20 * i, "micro", "others", 0.1) for i in range(3)]
+    micro, macro = choose_thresholds(truths, preds, ("micro", "macro"), candidates=(0.05, 0.15, 0.3, 0.6))
+    # keep every micro hit and drop its false alarms (0.15); drop the macro false alarms (0.6):
+    # F1 = 1, which no single shared threshold reaches
+    assert (micro, macro) == (0.15, 0.6)

@@ -37,7 +37,7 @@ def train(root: Path, out: Path, test_subjects: List[str]) -> Path:
 
 
 def held_out_videos(root: Path, test_subjects: List[str]) -> dict:
-    """Source video -> (subject, video code) for the held-out subjects."""
+    """Source video -> (subject, video code, number of its first frame) for the held-out subjects."""
     from .spotting.datamodule import load_table
 
     table = load_table("synthetic", str(root))
@@ -91,8 +91,8 @@ def run(args: argparse.Namespace) -> dict:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="outputs/demo")
-    parser.add_argument("--subjects", type=int, default=8, help="synthetic subjects (2 are held out)")
-    parser.add_argument("--seconds", type=float, default=60.0, help="length of each synthetic video")
+    parser.add_argument("--subjects", type=int, default=6, help="synthetic subjects (2 are held out)")
+    parser.add_argument("--seconds", type=float, default=40.0, help="length of each synthetic video")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-progress", action="store_true")

@@ -47,7 +47,7 @@ def default_detector(device: str, batch_size: int):
     fedn["backbone"] = None
     torch.manual_seed(0)
     trained = TrainedDetector(FEDN(FEDNConfig(**fedn)).eval(), FeatureSettings(**synth["data"]["features"]),
-                              threshold=0.5, window=int(synth["data"]["window"]), fps=30.0, checkpoint=Path("-"))
+                              thresholds=(0.5, 0.5), window=int(synth["data"]["window"]), fps=30.0, checkpoint=Path("-"))
     return ExpressionDetector(trained, device=device, batch_size=batch_size)
 
 
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> dict:
     feats = np.concatenate([detector.extractor(crops[i:i + args.batch_size]) for i in range(0, n, args.batch_size)])
     features = n / (time.perf_counter() - start)
 
-    stitcher = WindowStitcher(detector._predict, detector.window, detector.overlap, detector.threshold)
+    stitcher = WindowStitcher(detector.predict_window, detector.window, detector.overlap, detector.thresholds)
     start = time.perf_counter()
     for i in range(0, n, args.batch_size):
         stitcher.push(feats[i:i + args.batch_size])

@@ -57,7 +57,7 @@ class TrainedDetector:
 
     model: FEDN
     features: FeatureSettings
-    threshold: float
+    thresholds: Tuple[float, ...]  # per expression type, in config.type_names order
     window: int
     fps: float
     checkpoint: Path
@@ -87,8 +87,9 @@ def load_checkpoint(path: str, device: str = "cpu") -> TrainedDetector:
     if missing or unexpected:
         raise UserError(f"{p}: weights do not fit the model its hyper-parameters describe "
                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    threshold = float(ckpt["state_dict"].get("threshold", torch.tensor(0.3)))
-    return TrainedDetector(model.to(device).eval(), settings, threshold, int(dhp.get("window", 1024)),
+    stored = ckpt["state_dict"].get("threshold", torch.tensor(0.3)).flatten()
+    thresholds = tuple(float(stored[min(i, len(stored) - 1)]) for i in range(len(config.type_names)))
+    return TrainedDetector(model.to(device).eval(), settings, thresholds, int(dhp.get("window", 1024)),
                            float(dhp.get("fps", DEFAULT_FPS)), p)
 
 
@@ -112,7 +113,8 @@ class ExpressionDetector:
         batch_size: face crops per frame-encoder batch.
         window, overlap: temporal windows in model steps (default: the training window, a
             quarter of it overlapping).
-        threshold: score threshold (default: the one chosen on validation subjects in training).
+        threshold: one score threshold for every type (default: the per-type thresholds chosen on
+            validation subjects in training).
         encoder_checkpoint: the frame encoder's weights, if they moved since training.
     """
 
@@ -126,7 +128,8 @@ class ExpressionDetector:
         self.overlap = overlap if overlap is not None else self.window // 4
         if not 0 <= self.overlap < self.window:
             raise UserError(f"overlap {self.overlap} must be in [0, window={self.window})")
-        self.threshold = trained.threshold if threshold is None else threshold
+        names = trained.model.config.type_names
+        self.thresholds = trained.thresholds if threshold is None else (float(threshold),) * len(names)
         settings = trained.features
         if encoder_checkpoint is not None:
             settings.checkpoint_path = encoder_checkpoint
@@ -134,7 +137,8 @@ class ExpressionDetector:
         self.extractor = FrameFeatureExtractor(settings, device=device, batch_size=batch_size)
         self.model = trained.model.to(device)
 
-    def _predict(self, features: torch.Tensor) -> dict:
+    def predict_window(self, features: torch.Tensor) -> dict:
+        """FEDN detections (one :meth:`FEDN.predict` dict) for one window of features ``(T, D)``."""
         return self.model.predict(features[None].to(self.device))[0]
 
     def detect(self, source: str, progress: bool = True) -> Tuple[VideoResult, np.ndarray]:
@@ -144,7 +148,7 @@ class ExpressionDetector:
         fps = self.trained.fps
         pipeline = FacePipeline(size=self.settings.face_size, margin=self.settings.face_margin,
                                 detect_every=self.settings.detect_every)
-        stitcher = WindowStitcher(self._predict, self.window, self.overlap, min_score=self.threshold)
+        stitcher = WindowStitcher(self.predict_window, self.window, self.overlap, min_score=self.thresholds)
         steps_source: List[int] = []   # source frame index of each model step
         steps_time: List[float] = []   # its time in seconds
         boxes: List[Tuple[float, float, float, float]] = []
@@ -202,7 +206,7 @@ class ExpressionDetector:
         result = VideoResult(
             video=str(source), fps=info.fps, frame_count=decoded, duration_s=round(duration, 4), width=info.width,
             height=info.height, face_found=bool(found), intervals=intervals,
-            frames_without_face=index_ranges(missing_source), threshold=self.threshold, model_fps=fps,
+            frames_without_face=index_ranges(missing_source), threshold=dict(zip(names_t, self.thresholds)), model_fps=fps,
         )
         return result, source_boxes
 

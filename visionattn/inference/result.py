@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import List
+from typing import Dict, List
 
 from ..evaluation import Interval, write_intervals_csv
 from ..utils import atomic_write_json
@@ -42,7 +42,7 @@ class VideoResult:
     face_found: bool
     intervals: List[DetectedInterval] = field(default_factory=list)
     frames_without_face: List[List[int]] = field(default_factory=list)
-    threshold: float = 0.0
+    threshold: Dict[str, float] = field(default_factory=dict)  # score threshold per type
     model_fps: float = 30.0
 
     @property

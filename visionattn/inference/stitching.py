@@ -12,7 +12,7 @@ overlap (IoU above ``merge_iou``); within a window the model's own NMS has alrea
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List
+from typing import Callable, List, Sequence, Union
 
 import numpy as np
 import torch
@@ -48,11 +48,15 @@ class WindowStitcher:
     Memory holds at most ``window`` feature rows, whatever the sequence length.
     """
 
-    def __init__(self, predict: Predict, window: int, overlap: int, min_score: float = 0.0, merge_iou: float = 0.5):
+    def __init__(self, predict: Predict, window: int, overlap: int,
+                 min_score: Union[float, Sequence[float]] = 0.0, merge_iou: float = 0.5):
         if window < 2 or not 0 <= overlap < window:
             raise ValueError(f"need window >= 2 and 0 <= overlap < window, got {window}, {overlap}")
         self.predict, self.window, self.overlap = predict, window, overlap
-        self.min_score, self.merge_iou = min_score, merge_iou
+        # per type index: detections below their type's score are dropped
+        self.min_score = tuple(min_score) if isinstance(min_score, (tuple, list)) else None
+        self._min_all = 0.0 if self.min_score else float(min_score)
+        self.merge_iou = merge_iou
         self._rows: List[np.ndarray] = []
         self._buffered = 0
         self._start = 0          # step index of the first buffered row
@@ -81,7 +85,8 @@ class WindowStitcher:
         for on, off, t, e, s in zip(pred["onset"].tolist(), pred["offset"].tolist(), pred["type"].tolist(),
                                     pred["emotion"].tolist(), pred["score"].tolist()):
             centre = self._start + (on + off) / 2
-            if s >= self.min_score and self._core_from <= centre < core_to:
+            floor = self.min_score[t] if self.min_score else self._min_all
+            if s >= floor and self._core_from <= centre < core_to:
                 self.detections.append(
                     StepDetection(self._start + on, self._start + off, t, e, float(s), self.windows_run))
         self._core_from = core_to

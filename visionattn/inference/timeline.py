@@ -210,7 +210,7 @@ def _title(result: VideoResult) -> str:
     duration = float(result.duration_s or 0.0)
     return (f"{name}  |  {format_clock(duration)} ({duration:.1f} s)  |  "
             f"{counts.get('macro', 0)} macro, {counts.get('micro', 0)} micro  |  "
-            f"threshold {result.threshold:.2f}")
+            "thresholds " + ", ".join(f"{k} {v:.2f}" for k, v in result.threshold.items()))
 
 
 def _count_types(intervals: Sequence) -> Dict[str, int]:

@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: test demo install clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml tools/install_mmdet.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip "setuptools>=77,<81" wheel
 	$(PY) -m pip install --quiet -e ".[dev]"
+	# mmdet + mmcv with compiled ops; the first run on a machine builds mmcv (25-50 min, cached).
+	tools/install_mmdet.sh $(PY)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,0 +1,7 @@
+# Faster R-CNN R-101 + MCA-E: the R-50 config at depth 101.
+_base_ = './faster-rcnn_r50-mca-e_fpn_1x_coco.py'
+
+model = dict(
+    backbone=dict(
+        depth=101,
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/resnet101_mca_e_mmdet.pth')))

@@ -1,0 +1,12 @@
+# Faster R-CNN R-50 + MCA-E (mean + std, k=11): the MCA-S config with the other variant.
+_base_ = './faster-rcnn_r50-mca-s_fpn_1x_coco.py'
+
+model = dict(
+    backbone=dict(
+        plugins=[
+            dict(
+                cfg=dict(type='MomentChannelAttention', variant='E', kernel_size=11),
+                stages=(True, True, True, True),
+                position='after_conv3')
+        ],
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/resnet50_mca_e_mmdet.pth')))

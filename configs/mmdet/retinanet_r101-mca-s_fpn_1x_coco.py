@@ -1,0 +1,7 @@
+# RetinaNet R-101 + MCA-S: the R-50 config at depth 101.
+_base_ = './retinanet_r50-mca-s_fpn_1x_coco.py'
+
+model = dict(
+    backbone=dict(
+        depth=101,
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/resnet101_mca_s_mmdet.pth')))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import pickle
 import sys
 from pathlib import Path
@@ -54,6 +55,16 @@ def _load_tool(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _restore_environ():
+    """mmengine and the tools may set process-wide variables (ranks, threads): keep them out of
+    the tests that follow (a leaked LOCAL_RANK makes Lightning's DDP launcher wait for ranks)."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 train_det = _load_tool("train_det")

@@ -30,7 +30,10 @@ def parse_args(argv=None):
                         help="job launcher")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
     args = parser.parse_args(argv)
-    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    if args.launcher != "none":
+        # torch.distributed.launch passes --local_rank; a single-process run must not announce a
+        # rank, which every process it starts (a Lightning DDP launcher, say) would inherit.
+        os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     return args
 
 

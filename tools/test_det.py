@@ -9,48 +9,34 @@ Prints and logs the config's test metrics (COCO bbox/segm AP for configs/mmdet).
 from __future__ import annotations
 
 import argparse
-import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.config import Config, ConfigDict
 from mmengine.runner import Runner
+
+from visionattn.mmdet.runner_config import add_runner_arguments, announce_local_rank, load_config
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Test (evaluate) a detector (mmdet 3.x config)")
     parser.add_argument("config", help="config file")
     parser.add_argument("checkpoint", help="checkpoint file")
-    parser.add_argument("--work-dir", help="where logs and metrics go (default: ./work_dirs/<config name>)")
+    add_runner_arguments(parser, "where logs and metrics go (default: ./work_dirs/<config name>)",
+                         "override config keys, e.g. test_evaluator.classwise=True")
     parser.add_argument("--out", help="dump the raw predictions to this .pkl file")
     parser.add_argument("--show-dir", help="draw predictions into this folder (under the work dir's timestamp folder)")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default=None,
-                        help="override config keys, e.g. test_evaluator.classwise=True")
-    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
-                        help="job launcher")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.launcher != "none":
-        # torch.distributed.launch passes --local_rank; a single-process run must not announce a
-        # rank, which every process it starts (a Lightning DDP launcher, say) would inherit.
-        os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    announce_local_rank(args)
     return args
 
 
 def build_config(args) -> Config:
-    for what, path in (("config", args.config), ("checkpoint", args.checkpoint)):
-        if not osp.isfile(path):
-            raise SystemExit(f"error: {what} file not found: {path}")
+    cfg = load_config(args)
+    if not osp.isfile(args.checkpoint):
+        raise SystemExit(f"error: checkpoint file not found: {args.checkpoint}")
     if args.out is not None and not args.out.endswith((".pkl", ".pickle")):
         raise SystemExit("error: --out must be a .pkl or .pickle file")
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir:
-        cfg.work_dir = args.work_dir
-    elif cfg.get("work_dir") is None:
-        cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
     if args.show_dir:
         vis = cfg.default_hooks.get("visualization")

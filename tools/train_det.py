@@ -9,47 +9,32 @@ Multi-GPU: tools/dist_train.sh CONFIG GPUS [args]. Needs the mmdet stack (tools/
 from __future__ import annotations
 
 import argparse
-import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.runner import Runner
+
+from visionattn.mmdet.runner_config import add_runner_arguments, announce_local_rank, load_config
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Train a detector (mmdet 3.x config)")
     parser.add_argument("config", help="config file")
-    parser.add_argument("--work-dir", help="where logs and checkpoints go (default: ./work_dirs/<config name>)")
+    add_runner_arguments(parser, "where logs and checkpoints go (default: ./work_dirs/<config name>)",
+                         "override config keys, e.g. train_cfg.max_epochs=1 'model.backbone.init_cfg=None'")
     parser.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
                         help="resume training: from CKPT, or without a value (or 'auto') from the "
                              "latest checkpoint in the work dir")
     parser.add_argument("--amp", action="store_true", help="automatic mixed precision")
     parser.add_argument("--auto-scale-lr", action="store_true", help="scale the LR by the total batch size")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default=None,
-                        help="override config keys, e.g. train_cfg.max_epochs=1 'model.backbone.init_cfg=None'")
-    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
-                        help="job launcher")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.launcher != "none":
-        # torch.distributed.launch passes --local_rank; a single-process run must not announce a
-        # rank, which every process it starts (a Lightning DDP launcher, say) would inherit.
-        os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    announce_local_rank(args)
     return args
 
 
 def build_config(args) -> Config:
-    if not osp.isfile(args.config):
-        raise SystemExit(f"error: config file not found: {args.config}")
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir:
-        cfg.work_dir = args.work_dir
-    elif cfg.get("work_dir") is None:
-        cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
     if args.amp:
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.loss_scale = "dynamic"

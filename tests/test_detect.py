@@ -129,7 +129,10 @@ TINY = {
     "model": {"fedn": {"backbone": None, "feature_dim": 512, "embed_dim": 32, "num_heads": 2, "num_levels": 4,
                        "regression_ranges": [[0, 4], [4, 8], [8, 16], [16, 10000]],
                        "pre_nms_threshold": 0.0, "min_score": 0.0}},
-    "data": {"dataset": "synthetic", "features": {"backbone": "resnet18", "face_size": 48, "detect_every": 10},
+    # the encoder is pretrained on the training subject first, as the synthetic recipe does, so
+    # detect must find that encoder through the checkpoint
+    "data": {"dataset": "synthetic", "features": {"backbone": "resnet18", "face_size": 48, "detect_every": 10,
+                                                  "pretrain": {"steps": 2, "batch_size": 4}},
              "val_subjects": 1, "window": 128, "windows_per_epoch": 4, "batch_size": 2},
 }
 

@@ -1,9 +1,10 @@
 """``visionattn demo`` (``make demo``): the whole FEDN story on data anyone can make, end to end.
 
 1. synthesizes a small expression dataset (``visionattn synth``) as mp4 videos;
-2. trains FEDN on its training subjects with ``configs/fedn/base.yaml`` +
-   ``configs/fedn/synthetic.yaml`` + ``configs/fedn/demo.yaml`` (epoch and threshold chosen on
-   validation subjects drawn from the training subjects);
+2. trains on its training subjects with ``configs/fedn/base.yaml`` +
+   ``configs/fedn/synthetic.yaml`` + ``configs/fedn/demo.yaml``: the frame encoder learns
+   expressions from their frames, then FEDN learns on the frozen encoder's features (epoch and
+   thresholds chosen on validation subjects drawn from the training subjects);
 3. runs ``visionattn detect`` on the held-out subjects' videos, as a user would on their own;
 4. scores those detections against the ground truth with the MEGC metrics and prints
    ``demo: spotting F1 (overall) = X, STRS = Y on N held-out videos``.
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> dict:
     print(f"[1/4] dataset: {args.subjects} subjects x 2 videos of {args.seconds:g} s -> {root}", flush=True)
     make_dataset(root, args.subjects, 2, args.seconds, args.seed)
     test_subjects = split_subjects(root, 2)
-    print(f"[2/4] training FEDN (held-out subjects {', '.join(test_subjects)}) -> {out / 'train'}", flush=True)
+    print(f"[2/4] pretraining the frame encoder, then training FEDN (held-out subjects {', '.join(test_subjects)}) -> {out / 'train'}", flush=True)
     ckpt = train(root, out, test_subjects)
     videos = held_out_videos(root, test_subjects)
     print(f"[3/4] visionattn detect on {len(videos)} held-out videos -> {out / 'detect'}", flush=True)

@@ -38,21 +38,22 @@ def default_detector(device: str, batch_size: int):
 
     from ..inference.detector import ExpressionDetector, TrainedDetector
     from ..models.fedn import FEDN, FEDNConfig
-    from ..spotting.features import FeatureSettings
+    from ..spotting.features import FeatureSettings, face_pipeline
     from .fedn_accuracy import CONFIG_DIR
 
     base = yaml.safe_load((CONFIG_DIR / "base.yaml").read_text())
     synth = yaml.safe_load((CONFIG_DIR / "synthetic.yaml").read_text())
     fedn = dict(base["model"]["fedn"], **(synth.get("model", {}) or {}).get("fedn", {}))
     fedn["backbone"] = None
+    # Speed does not depend on the encoder's weights: a random one needs no pretraining run.
+    features = {k: v for k, v in synth["data"]["features"].items() if k != "pretrain"}
     torch.manual_seed(0)
-    trained = TrainedDetector(FEDN(FEDNConfig(**fedn)).eval(), FeatureSettings(**synth["data"]["features"]),
+    trained = TrainedDetector(FEDN(FEDNConfig(**fedn)).eval(), FeatureSettings(**features),
                               thresholds=(0.5, 0.5), window=int(synth["data"]["window"]), fps=30.0, checkpoint=Path("-"))
     return ExpressionDetector(trained, device=device, batch_size=batch_size)
 
 
 def run(args: argparse.Namespace) -> dict:
-    from ..data.faces import FacePipeline
     from ..data.frames import iter_timed_frames
     from ..inference.detector import ExpressionDetector, load_checkpoint
     from ..inference.stitching import WindowStitcher
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> dict:
     decode = len(frames) / (time.perf_counter() - start)
     n = len(frames)
 
-    pipeline = FacePipeline(size=s.face_size, margin=s.face_margin, detect_every=s.detect_every)
+    pipeline = face_pipeline(s)
     start = time.perf_counter()
     crops = np.stack([c.image for c in pipeline.process(enumerate(frames))])
     face = n / (time.perf_counter() - start)

@@ -61,6 +61,19 @@ def to_emotion4(label: str) -> str:
     return EMOTION4_MAP.get(str(label).strip().lower(), "")
 
 
+def expression_profile(n: int, onset: int, apex: int, offset: int) -> np.ndarray:
+    """Intensity over ``n`` frames (0-based indices): a raised-cosine rise from ``onset`` to 1 at
+    ``apex`` and fall to ``offset`` (inclusive), 0 outside. Expressions are annotated by these
+    three frames only; this is the smooth shape between them."""
+    a = np.zeros(n, np.float32)
+    t = np.arange(n)
+    rise = (t >= onset) & (t <= apex)
+    a[rise] = 0.5 - 0.5 * np.cos(np.pi * (t[rise] - onset + 1) / (apex - onset + 1))
+    fall = (t > apex) & (t <= offset)
+    a[fall] = 0.5 + 0.5 * np.cos(np.pi * (t[fall] - apex) / (offset - apex + 1))
+    return a
+
+
 def make_table(rows: Sequence[dict]) -> pd.DataFrame:
     """Build a typed expression table from row dicts with the keys of ``COLUMNS``."""
     df = pd.DataFrame(list(rows), columns=list(COLUMNS))

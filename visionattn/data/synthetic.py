@@ -41,6 +41,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..evaluation import Interval, write_intervals_csv
+from .annotations import expression_profile
 from ..utils import UserError, atomic_path, atomic_write_json
 
 # CAS(ME)^2's subject folders and video codes, so the synthetic set has the real layout.
@@ -192,17 +193,6 @@ def action_fields(subject: Subject, cfg: SynthConfig) -> Dict[str, np.ndarray]:
     return fields
 
 
-def _profile(n: int, onset: int, apex: int, offset: int) -> np.ndarray:
-    """Raised-cosine rise from onset to apex and fall to offset; 0 outside."""
-    a = np.zeros(n, np.float32)
-    t = np.arange(n)
-    rise = (t >= onset) & (t <= apex)
-    a[rise] = 0.5 - 0.5 * np.cos(np.pi * (t[rise] - onset + 1) / (apex - onset + 1))
-    fall = (t > apex) & (t <= offset)
-    a[fall] = 0.5 + 0.5 * np.cos(np.pi * (t[fall] - apex) / (offset - apex + 1))
-    return a
-
-
 def plan_events(n_frames: int, cfg: SynthConfig, rng: np.random.Generator) -> List[Event]:
     """Non-overlapping macro and micro events, at least 1 s apart."""
     minutes = n_frames / cfg.fps / 60.0
@@ -245,7 +235,7 @@ def _distractors(n: int, cfg: SynthConfig, rng: np.random.Generator, face_w: flo
     while s < t[-1] - 0.5:
         start = int(s * cfg.fps)
         length = int(rng.integers(5, 9))
-        blink += _profile(n, start, start + length // 2, start + length - 1)
+        blink += expression_profile(n, start, start + length // 2, start + length - 1)
         s += rng.uniform(*cfg.blink_every)
     return drift, gain.astype(np.float32), np.clip(blink, 0, 1) * 0.07
 
@@ -257,7 +247,7 @@ def render_video(subject: Subject, base: np.ndarray, fields: Dict[str, np.ndarra
 
     weights: Dict[str, np.ndarray] = {name: np.zeros(n_frames, np.float32) for name in ACTIONS}
     for ev in events:
-        prof = _profile(n_frames, ev.onset, ev.apex, ev.offset) * ev.amplitude
+        prof = expression_profile(n_frames, ev.onset, ev.apex, ev.offset) * ev.amplitude
         for au, w in EMOTION_PATTERNS[ev.emotion].items():
             weights[au] += prof * w
     drift, gain, blink = _distractors(n_frames, cfg, rng, subject.face_width)

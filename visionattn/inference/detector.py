@@ -16,11 +16,10 @@ from typing import Iterable, Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..data.faces import FacePipeline
 from ..data.frames import DEFAULT_FPS, index_ranges, iter_timed_frames, probe
 from ..models.fedn.config import FEDNConfig
 from ..models.fedn.model import FEDN
-from ..spotting.features import FeatureSettings, FrameFeatureExtractor
+from ..spotting.features import FeatureSettings, FrameFeatureExtractor, face_pipeline
 from ..utils import UserError
 from .result import DetectedInterval, VideoResult
 from .stitching import WindowStitcher
@@ -146,8 +145,7 @@ class ExpressionDetector:
         source frame ``(N, 4)`` float32 ``(x, y, w, h)`` (NaN where the frame was not used)."""
         info = probe(source, fps=self.trained.fps)
         fps = self.trained.fps
-        pipeline = FacePipeline(size=self.settings.face_size, margin=self.settings.face_margin,
-                                detect_every=self.settings.detect_every)
+        pipeline = face_pipeline(self.settings)
         stitcher = WindowStitcher(self.predict_window, self.window, self.overlap, min_score=self.thresholds)
         steps_source: List[int] = []   # source frame index of each model step
         steps_time: List[float] = []   # its time in seconds

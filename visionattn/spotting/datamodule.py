@@ -10,7 +10,7 @@ of every row, so targets and predictions convert both ways exactly.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
@@ -21,9 +21,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.annotations import loso_folds
+from ..data.cache import ArrayCache, settings_key
 from ..data.frames import expand_ranges
 from ..models.fedn.config import EMOTION_NAMES, TYPE_NAMES
 from ..utils import UserError
+from .encoder_pretraining import check_not_trained_on, encoder_key, pretrain_frame_encoder
 from .features import FeatureSettings, extract_features, video_id
 
 IGNORE_EMOTION = -1  # FEDN: spotting target without emotion loss (CAS(ME)^3 macro rows)
@@ -45,6 +47,14 @@ class VideoRecord:
 def rows_of(frame_numbers: np.ndarray, frames: np.ndarray) -> np.ndarray:
     """Row index of each frame number (the next row for numbers in a gap)."""
     return np.clip(np.searchsorted(frame_numbers, frames), 0, len(frame_numbers) - 1)
+
+
+def annotated_frame_numbers(meta: dict, first_frame: int) -> np.ndarray:
+    """The annotation frame number of each cached row, from a cache's per-video metadata: a
+    frame folder keeps its own numbers; a video file is cached by 0-based position and its
+    annotations count from ``first_frame``."""
+    numbers = np.array(expand_ranges(meta["frame_ranges"]))
+    return numbers + first_frame if meta["kind"] == "video" else numbers
 
 
 def load_table(dataset: str, root: str, missing_offset: Union[str, int] = "apex") -> pd.DataFrame:
@@ -175,9 +185,31 @@ class ExpressionDataModule(L.LightningDataModule):
         return {video_id(s, v): src for s, v, src in zip(first["subject"], first["video"], first["source"])}
 
     def prepare_data(self) -> None:
-        """Extract per-frame features for every video (once; rank 0 only under DDP)."""
+        """Extract per-frame features for every video, after pretraining the frame encoder on the
+        training subjects if ``features.pretrain`` asks for it (once; rank 0 only under DDP)."""
         table = load_table(self.dataset, self.root, self.missing_offset)
-        extract_features(self._sources(table), self.cache_root, self.features_settings, self.feature_device)
+        settings = self.frame_features(table, self.split(table), prepare=True)
+        extract_features(self._sources(table), self.cache_root, settings, self.feature_device)
+
+    def frame_features(self, table: pd.DataFrame, splits: Dict[str, List[str]], prepare: bool) -> FeatureSettings:
+        """The settings this split's features are made with. With ``features.pretrain``, that is
+        the encoder pretrained on ``splits['train']`` only (trained now if ``prepare``), so the
+        validation and test subjects never shape the features; an encoder given by
+        ``checkpoint_path`` is refused if its record shows it learned from them."""
+        settings = self.features_settings
+        held_out = splits["val"] + splits["test"]
+        if settings.pretrain is None:
+            if settings.checkpoint_path:
+                check_not_trained_on(settings.checkpoint_path, self.root, held_out)
+            return settings
+        key = settings_key(encoder_key(settings, self.root, splits["train"], splits["val"]))
+        path = (self.cache_root / "encoders" / key / "encoder.pth").resolve()
+        if prepare:
+            pretrain_frame_encoder(table, splits["train"], splits["val"], settings, path, self.cache_root, self.root,
+                                   device=self.feature_device)
+        elif not path.is_file():
+            raise UserError(f"{path}: frame encoder not pretrained yet (prepare_data did not run?)")
+        return replace(settings, checkpoint_path=str(path), pretrain=None)
 
     def split(self, table: pd.DataFrame) -> Dict[str, List[str]]:
         subjects = sorted(table["subject"].unique())
@@ -201,18 +233,17 @@ class ExpressionDataModule(L.LightningDataModule):
             return
         self.table = load_table(self.dataset, self.root, self.missing_offset)
         self.splits = self.split(self.table)
-        from ..data.cache import ArrayCache
-
-        cache = ArrayCache(self.cache_root, self.features_settings.key_settings())
+        settings = self.frame_features(self.table, self.splits, prepare=False)
+        # Checkpoints then name the encoder the features came from, which `visionattn detect` needs.
+        self.hparams["features"] = asdict(settings)  # plain data: checkpoints load with weights_only
+        cache = ArrayCache(self.cache_root, settings.key_settings())
         by_video = {}
         for (subject, video), rows in self.table.groupby(["subject", "video"], sort=True):
             vid = video_id(subject, video)
             if not cache.exists(vid):
                 raise UserError(f"{cache.path(vid)}: features not extracted (prepare_data did not run?)")
             meta = cache.load_meta(vid)
-            frame_numbers = np.array(expand_ranges(meta["frame_ranges"]))
-            if meta["kind"] == "video":  # cached by 0-based position; annotations count from first_frame
-                frame_numbers = frame_numbers + int(rows["first_frame"].iloc[0])
+            frame_numbers = annotated_frame_numbers(meta, int(rows["first_frame"].iloc[0]))
             on, off = rows_of(frame_numbers, rows["onset"].to_numpy()), rows_of(frame_numbers, rows["offset"].to_numpy())
             by_video[(subject, video)] = VideoRecord(
                 subject, video, cache.load(vid), frame_numbers,

@@ -17,6 +17,7 @@ import torch
 from ..data.cache import ArrayCache, cache_face_rows
 from ..data.faces import FacePipeline
 from ..utils import UserError
+from .encoder_pretraining import EncoderPretraining
 
 
 @dataclass
@@ -27,7 +28,9 @@ class FeatureSettings:
     ``resnet18_mca_e``...); ``checkpoint_path``: its local weights (None: a fixed random
     initialisation from ``seed``, as no weights are ever downloaded); ``face_size``: crop side
     fed to the encoder; ``detect_every``: run the face detector every n frames and track the
-    box in between.
+    box in between; ``pretrain``: first train the encoder to recognise expressions on the
+    training subjects' frames (:mod:`visionattn.spotting.encoder_pretraining`), starting from
+    ``checkpoint_path`` or the random initialisation.
     """
 
     backbone: str = "resnet18"
@@ -38,11 +41,15 @@ class FeatureSettings:
     pool_grid: int = 1
     seed: int = 0
     dtype: str = "float16"
+    pretrain: Optional[EncoderPretraining] = None
 
     def key_settings(self) -> dict:
         d = asdict(self)
-        if d["pool_grid"] == 1:  # caches made before the option existed stay valid
+        # Options at their old defaults leave the key as it was, so existing caches stay valid.
+        if d["pool_grid"] == 1:
             del d["pool_grid"]
+        if d["pretrain"] is None:
+            del d["pretrain"]
         if self.checkpoint_path:  # the file's identity, not just its name
             p = Path(self.checkpoint_path)
             if not p.is_file():
@@ -74,6 +81,11 @@ class FrameFeatureExtractor:
         return feats.float().cpu().numpy().astype(self.dtype)
 
 
+def face_pipeline(settings: FeatureSettings) -> FacePipeline:
+    """A fresh face pipeline (one per video) making the crops that ``settings`` describe."""
+    return FacePipeline(size=settings.face_size, margin=settings.face_margin, detect_every=settings.detect_every)
+
+
 def video_id(subject: str, video: str) -> str:
     return f"{subject}_{video}"
 
@@ -95,8 +107,7 @@ def extract_features(
 
     bar = tqdm(total=len(todo), desc="frame features", unit="video", disable=not progress)
     for vid, src in todo.items():
-        pipeline = FacePipeline(size=settings.face_size, margin=settings.face_margin, detect_every=settings.detect_every)
-        _, report = cache_face_rows(src, cache, vid, pipeline, extractor, (extractor.dim,), extractor.dtype)
+        _, report = cache_face_rows(src, cache, vid, face_pipeline(settings), extractor, (extractor.dim,), extractor.dtype)
         if not report.face_found:
             bar.write(f"warning: {src}: no face found; features come from a centred crop")
         bar.update(1)

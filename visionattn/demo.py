@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="outputs/demo")
-    parser.add_argument("--subjects", type=int, default=6, help="synthetic subjects (2 are held out)")
+    parser.add_argument("--subjects", type=int, default=8, help="synthetic subjects (2 are held out, 2 validate)")
     parser.add_argument("--seconds", type=float, default=40.0, help="length of each synthetic video")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")

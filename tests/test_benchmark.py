@@ -1,6 +1,8 @@
 """The benchmark runs end to end at toy sizes and its naive baseline computes real MCA-S."""
 import json
 
+import pytest
+
 import torch
 
 from visionattn.benchmarks.mca_speed import NaiveMomentAttention, TARGETS
@@ -50,3 +52,12 @@ def test_fedn_scaling_benchmark_runs_both_attentions(tmp_path):
         for variant in ("window", "full"):
             assert r[variant]["ms"] > 0 and r[variant]["peak_mib"] >= 0
     assert "window attention peak memory" in (tmp_path / "fedn_scaling.md").read_text()
+
+
+def test_detect_speed_benchmark_times_every_stage(tmp_path):
+    assert main(["benchmark-detect", "--out", str(tmp_path), "--seconds", "10", "--threads", "1"]) == 0
+    report = json.loads((tmp_path / "detect_speed.json").read_text())
+    assert report["frames"] == 300 and report["face_size"] == 96
+    assert set(report["stages_fps"]) >= {"decode", "end to end"}
+    assert all(v > 0 for v in report["stages_fps"].values())
+    assert report["realtime_factor"] == pytest.approx(report["stages_fps"]["end to end"] / 30.0)

@@ -38,7 +38,7 @@ def default_detector(device: str, batch_size: int):
 
     from ..inference.detector import ExpressionDetector, TrainedDetector
     from ..models.fedn import FEDN, FEDNConfig
-    from ..spotting.features import FeatureSettings, face_pipeline
+    from ..spotting.features import FeatureSettings
     from .fedn_accuracy import CONFIG_DIR
 
     base = yaml.safe_load((CONFIG_DIR / "base.yaml").read_text())
@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> dict:
     from ..data.frames import iter_timed_frames
     from ..inference.detector import ExpressionDetector, load_checkpoint
     from ..inference.stitching import WindowStitcher
+    from ..spotting.features import face_pipeline
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     out = Path(args.out)

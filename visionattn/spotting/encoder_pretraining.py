@@ -29,7 +29,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -92,9 +92,12 @@ def frame_targets(rows: pd.DataFrame, frame_numbers: np.ndarray) -> Tuple[np.nda
     return targets, known
 
 
+@dataclass
 class _Video:
-    def __init__(self, name: str, crops: np.ndarray, targets: np.ndarray, known: np.ndarray):
-        self.name, self.crops, self.targets, self.known = name, crops, targets, known
+    name: str
+    crops: np.ndarray    # (T, S, S, 3) uint8 BGR, memory-mapped
+    targets: np.ndarray  # (T, 1 + 4) from frame_targets
+    known: np.ndarray    # (T,) bool
 
 
 class ExpressionFrameModel(nn.Module):

@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> dict:
     print(f"[1/4] dataset: {args.subjects} subjects x 2 videos of {args.seconds:g} s -> {root}", flush=True)
     make_dataset(root, args.subjects, 2, args.seconds, args.seed)
     test_subjects = split_subjects(root, 2)
-    print(f"[2/4] pretraining the frame encoder, then training FEDN (held-out subjects {', '.join(test_subjects)}) -> {out / 'train'}", flush=True)
+    print(f"[2/4] pretraining the frame encoder, then training FEDN "
+          f"(held-out subjects {', '.join(test_subjects)}) -> {out / 'train'}", flush=True)
     ckpt = train(root, out, test_subjects)
     videos = held_out_videos(root, test_subjects)
     print(f"[3/4] visionattn detect on {len(videos)} held-out videos -> {out / 'detect'}", flush=True)

@@ -3,10 +3,10 @@
 One run synthesizes a dataset (``visionattn synth``), prepares its features as the repository's
 synthetic recipe says (``configs/fedn/base.yaml`` + ``configs/fedn/synthetic.yaml``: face crops,
 the frame encoder pretrained on the training subjects' frames, frozen features; timed apart),
-trains FEDN with that recipe on all subjects but the last ``--test-subjects`` ones, choosing the epoch and score threshold on validation
-subjects drawn from the training subjects, and scores the held-out subjects' predictions with
-the MEGC metrics (overall / micro / macro spotting F1, STRS, mAP). It repeats the training for
-each ablation row: without segment attention, without sliding-window attention, without
+trains FEDN with that recipe on all subjects but the last ``--test-subjects`` ones, choosing
+the epoch and score thresholds on validation subjects drawn from the training subjects, and
+scores the held-out subjects' predictions with the MEGC metrics (overall / micro / macro
+spotting F1, STRS, mAP). It repeats the training for each ablation row: without segment attention, without sliding-window attention, without
 either. Everything is resumable: the dataset, the feature cache and each finished row are
 reused, and an interrupted row resumes from its last checkpoint.
 """
@@ -143,7 +143,8 @@ def run(args: argparse.Namespace) -> dict:
                      f"{r['strs']:.3f} | {r['map']:.3f} | {r['train_minutes']:.1f} |")
     lines += ["", f"Data preparation shared by the rows (face crops, frame-encoder pretraining, features): "
                   f"{prepared['prepare_seconds'] / 60:.1f} min; the training column is FEDN's alone."]
-    for record in encoder_records(cache):
+    encoders = encoder_records(cache)
+    for record in encoders:
         lines.append(f"Frame encoder pretrained on {', '.join(record['train_subjects'])} in "
                      f"{record['train_seconds'] / 60:.1f} min; on the validation subjects "
                      f"{', '.join(record['val_subjects'])}: {record['validation']}")
@@ -151,7 +152,7 @@ def run(args: argparse.Namespace) -> dict:
     print(table)
     atomic_write_json(out / "fedn_accuracy.json", {"test_subjects": test_subjects, "rows": results,
                                                    "prepare_minutes": prepared["prepare_seconds"] / 60,
-                                                   "encoders": encoder_records(cache),
+                                                   "encoders": encoders,
                                                    "settings": {k: v for k, v in vars(args).items()
                                                                 if not k.startswith("_")}})
     atomic_write_text(out / "fedn_accuracy.md", table)

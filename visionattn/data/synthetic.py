@@ -41,8 +41,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..evaluation import Interval, write_intervals_csv
-from .annotations import expression_profile
 from ..utils import UserError, atomic_path, atomic_write_json
+from .annotations import expression_profile
 
 # CAS(ME)^2's subject folders and video codes, so the synthetic set has the real layout.
 CASME2_SUBJECTS = ["s15", "s16", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27",

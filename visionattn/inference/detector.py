@@ -204,7 +204,8 @@ class ExpressionDetector:
         result = VideoResult(
             video=str(source), fps=info.fps, frame_count=decoded, duration_s=round(duration, 4), width=info.width,
             height=info.height, face_found=bool(found), intervals=intervals,
-            frames_without_face=index_ranges(missing_source), threshold={k: round(v, 4) for k, v in zip(names_t, self.thresholds)}, model_fps=fps,
+            frames_without_face=index_ranges(missing_source),
+            threshold={k: round(v, 4) for k, v in zip(names_t, self.thresholds)}, model_fps=fps,
         )
         return result, source_boxes
 

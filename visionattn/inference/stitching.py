@@ -53,9 +53,8 @@ class WindowStitcher:
         if window < 2 or not 0 <= overlap < window:
             raise ValueError(f"need window >= 2 and 0 <= overlap < window, got {window}, {overlap}")
         self.predict, self.window, self.overlap = predict, window, overlap
-        # per type index: detections below their type's score are dropped
-        self.min_score = tuple(min_score) if isinstance(min_score, (tuple, list)) else None
-        self._min_all = 0.0 if self.min_score else float(min_score)
+        # one floor for every type, or one per type index: detections below it are dropped
+        self.min_score = tuple(min_score) if isinstance(min_score, (tuple, list)) else float(min_score)
         self.merge_iou = merge_iou
         self._rows: List[np.ndarray] = []
         self._buffered = 0
@@ -85,7 +84,7 @@ class WindowStitcher:
         for on, off, t, e, s in zip(pred["onset"].tolist(), pred["offset"].tolist(), pred["type"].tolist(),
                                     pred["emotion"].tolist(), pred["score"].tolist()):
             centre = self._start + (on + off) / 2
-            floor = self.min_score[t] if self.min_score else self._min_all
+            floor = self.min_score[t] if isinstance(self.min_score, tuple) else self.min_score
             if s >= floor and self._core_from <= centre < core_to:
                 self.detections.append(
                     StepDetection(self._start + on, self._start + off, t, e, float(s), self.windows_run))

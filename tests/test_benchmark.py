@@ -26,13 +26,17 @@ def test_benchmark_cli_writes_table_and_json(tmp_path, capsys):
     result = json.loads((tmp_path / "mca_benchmark.json").read_text())
     models = [r["model"] for r in result["rows"]]
     assert models == ["resnet50", "resnet50+SE", "resnet50+ECA", "resnet50+MCA-E", "resnet50+MCA-S",
-                      "resnet50+MCA-S (naive)"]
+                      "resnet50+MCA-S (not in place)", "resnet50+MCA-S (naive)"]
     for row in result["rows"]:
         assert row["params"] > 25_000_000 and row["gflops"] > 0
         assert set(row["cpu_latency_ratio"]) == {"1", "2"}  # JSON keys
         assert row["cpu_train_peak_mib"] >= 0 and row["saved_activations_mib"] > 0
     assert result["rows"][0]["cpu_latency_ratio"]["1"] == 1.0
     assert len(result["targets"]) == 2 * len(TARGETS)
+    ratio_to_plain = {r["model"]: r["cpu_latency_ratio"] for r in result["rows"]}
+    for t in result["targets"]:  # floor: what an attention block costing nothing would score
+        denominator = t["ratio"].split(" / ")[1]
+        assert t["floor"] == pytest.approx(1 / ratio_to_plain[denominator][str(t["batch_size"])], rel=1e-3)
     # MCA adds m*k+1 parameters per block to the plain ResNet-50 (16 blocks)
     params = {r["model"]: r["params"] for r in result["rows"]}
     assert params["resnet50+MCA-S"] - params["resnet50"] == 16 * (2 * 3 + 1)

@@ -34,12 +34,15 @@ VARIANT_MOMENTS = {"E": ("mean", "std"), "S": ("mean", "skew"), "T": ("mean", "s
 
 @pytest.mark.parametrize("variant", ["E", "S", "T"])
 @pytest.mark.parametrize("kernel_size", [None, 1, 5, "auto"])
-@pytest.mark.parametrize("mode", ["inference", "train", "script"])
-def test_matches_published_formulation(variant, kernel_size, mode):
+@pytest.mark.parametrize("mode", ["inference", "inference in place", "train", "train in place", "script"])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_matches_published_formulation(variant, kernel_size, mode, batch):
+    # 24 channels: at inference the CPU kernel splits them into blocks whose CMC windows
+    # reach into their neighbours' channels (k = 11 reaches five), which this covers.
     torch.manual_seed(1)
-    x = torch.randn(2, 24, 7, 6) * torch.linspace(0.2, 3, 24).view(1, -1, 1, 1) + torch.randn(1, 24, 1, 1)
+    x = torch.randn(batch, 24, 7, 6) * torch.linspace(0.2, 3, 24).view(1, -1, 1, 1) + torch.randn(1, 24, 1, 1)
     x = x + 0.5 * x.pow(2)  # skewed, so the third moment matters
-    mca = MomentChannelAttention(24, variant=variant, kernel_size=kernel_size)
+    mca = MomentChannelAttention(24, variant=variant, kernel_size=kernel_size, inplace=mode.endswith("in place"))
     with torch.no_grad():
         mca.cmc.weight.normal_(0, 0.5)
         mca.cmc.bias.fill_(0.1)
@@ -47,12 +50,45 @@ def test_matches_published_formulation(variant, kernel_size, mode):
                              float(mca.cmc.bias))
     if mode == "script":
         mca = torch.jit.script(mca)
-    if mode == "train":
-        out = mca(x.clone().requires_grad_(True)).detach()
+    if mode.startswith("train"):
+        x_in = x.clone().requires_grad_(True)
+        out = mca(x_in).detach()
+        assert torch.equal(x_in.detach(), x)  # autograd needs x, so never in place
     else:
+        x_in = x.clone()
         with torch.no_grad():
-            out = mca(x)
+            out = mca(x_in)
+        assert (out.data_ptr() == x_in.data_ptr()) == (mode == "inference in place")
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_inference_kernel_matches_module_path_in_half(dtype):
+    """The one-call inference path rounds the gate to x's dtype before the product, as the
+    module path (moments, CMC, sigmoid, ``.to(x.dtype)``, product) does."""
+    torch.manual_seed(0)
+    mca = MomentChannelAttention(40, variant="T", kernel_size=5)
+    nn.init.normal_(mca.cmc.weight)
+    x = (torch.randn(3, 40, 6, 5) * 50).to(dtype)
+    with torch.no_grad():
+        fast = mca(x)
+    slow = mca(x.requires_grad_(True)).detach()  # autograd path: plain torch ops
+    assert fast.dtype == slow.dtype == dtype
+    torch.testing.assert_close(fast.float(), slow.float(), rtol=0, atol=0)
+
+
+def test_in_place_keeps_gradients_of_the_out_of_place_block():
+    torch.manual_seed(0)
+    plain = MomentChannelAttention(16, "T")
+    inplace = MomentChannelAttention(16, "T", inplace=True)
+    inplace.load_state_dict(plain.state_dict())
+    assert "inplace=True" in repr(inplace)
+    grads = []
+    for block in (plain, inplace):
+        x = torch.randn(2, 16, 5, 5, generator=torch.Generator().manual_seed(3)).requires_grad_(True)
+        block(x).pow(2).sum().backward()
+        grads.append((x.grad, block.cmc.weight.grad))
+    torch.testing.assert_close(grads[0], grads[1])
 
 
 def test_default_and_auto_kernel_sizes():

@@ -137,6 +137,18 @@ def test_forward_intermediates(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_in_place_inference_matches_autograd_forward(name):
+    """The registered models' attention scales its input in place at inference; that is only
+    right if nothing else in timm's block reads that input, which this would catch."""
+    model = timm.create_model(name).eval()
+    x = torch.randn(2, 3, SMALL, SMALL)
+    with torch.inference_mode():
+        fast = model(x)
+    reference = model(x.clone().requires_grad_(True)).detach()
+    torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_torchscript_matches_eager(name):
     model = timm.create_model(name).eval()
     scripted = torch.jit.script(model)

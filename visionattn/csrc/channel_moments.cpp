@@ -111,6 +111,34 @@ void row_moments<float, float>(const float* x, int64_t n, int64_t order, float* 
   }
 }
 
+// The statistics named by `codes` (visionattn.layers.moments.MOMENT_NAMES order: 0 mean,
+// 1 std, 2 var, 3 skew, 4 kurt) of one row, written to out[0], out[stride], ...
+template <typename scalar_t, typename acc_t>
+void named_stats(const scalar_t* x, int64_t n, const std::vector<int64_t>& codes, int64_t order,
+                 double eps, double var_floor, acc_t* out, int64_t stride) {
+  acc_t mom[4];
+  row_moments<scalar_t, acc_t>(x, n, order, mom);
+  const acc_t sd = std::sqrt(std::max(mom[1], static_cast<acc_t>(var_floor)));
+  for (size_t k = 0; k < codes.size(); ++k) {
+    acc_t v = 0;
+    switch (codes[k]) {
+      case 0: v = mom[0]; break;
+      case 1: v = sd; break;
+      case 2: v = mom[1]; break;
+      case 3: v = mom[2] / (sd * sd * sd + static_cast<acc_t>(eps)); break;
+      case 4: v = mom[3] / (mom[1] * mom[1] + static_cast<acc_t>(eps)); break;
+    }
+    out[k * stride] = v;
+  }
+}
+
+// Pragmas cannot sit inside the AT_DISPATCH macro's lambda, hence a function of its own.
+template <typename scalar_t, typename acc_t>
+void scale_row(const scalar_t* x, scalar_t* out, int64_t n, acc_t g) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<scalar_t>(static_cast<acc_t>(x[i]) * g);
+}
+
 template <typename scalar_t, typename acc_t>
 void row_moments_grad(const scalar_t* x, scalar_t* grad, int64_t n, acc_t mu, const acc_t* c) {
   const acc_t c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3];
@@ -162,20 +190,91 @@ torch::Tensor channel_stats_forward(torch::Tensor x, std::vector<int64_t> codes,
     acc_t* op = out.data_ptr<acc_t>();
     at::parallel_for(0, b * c, 1, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
-        acc_t mom[4];
-        row_moments<scalar_t, acc_t>(xp + r * n, n, order, mom);
-        const acc_t sd = std::sqrt(std::max(mom[1], static_cast<acc_t>(var_floor)));
         const int64_t bi = r / c, ci = r % c;
-        for (int64_t k = 0; k < m; ++k) {
-          acc_t v = 0;
-          switch (codes[k]) {
-            case 0: v = mom[0]; break;
-            case 1: v = sd; break;
-            case 2: v = mom[1]; break;
-            case 3: v = mom[2] / (sd * sd * sd + static_cast<acc_t>(eps)); break;
-            case 4: v = mom[3] / (mom[1] * mom[1] + static_cast<acc_t>(eps)); break;
+        named_stats<scalar_t, acc_t>(xp + r * n, n, codes, order, eps, var_floor, op + bi * m * c + ci, c);
+      }
+    });
+  });
+  return out;
+}
+
+// The whole block at inference, x (B, C, H, W) -> x * sigmoid(CMC(stats(x))), in one sweep of
+// memory. Channels are visited in order; once the statistics of channel j + p are known
+// (p = (k - 1) / 2, the CMC half-width), channel j's gate is complete and its plane, read a
+// few planes ago and still in L1/L2, is scaled and written. The module path reads the map
+// twice from memory (statistics, then the product); this reads it once.
+//
+// `inplace` writes the result over x instead of a new tensor. Allocating a fresh output the
+// size of the feature map is what most of an attention block's cost is at inference (page
+// faults on first touch), so the saving is large; it is only safe where nothing else reads x
+// afterwards, which is the caller's promise.
+//
+// Work is split over (sample, channel block) tasks. A block needs the statistics of the p
+// channels on each side that its neighbours own and, in place, may already have overwritten,
+// so those edge statistics are computed first, in a pass of their own.
+torch::Tensor channel_attention_forward(torch::Tensor x, torch::Tensor weight, double bias,
+                                        std::vector<int64_t> codes, int64_t order, double eps,
+                                        double var_floor, bool inplace) {
+  TORCH_CHECK(x.dim() == 4 && x.is_contiguous() && x.device().is_cpu(),
+              "channel_attention_forward expects a contiguous 4-D CPU tensor");
+  const int64_t b = x.size(0), c = x.size(1), n = x.size(2) * x.size(3);
+  const int64_t m = static_cast<int64_t>(codes.size());
+  TORCH_CHECK(n > 0 && m > 0, "channel_attention_forward: empty input or no statistics requested");
+  TORCH_CHECK(weight.dim() == 2 && weight.size(0) == m && weight.size(1) % 2 == 1,
+              "channel_attention_forward: weight must be (moments, odd kernel size)");
+  const int64_t k = weight.size(1), p = (k - 1) / 2;
+  // A few tasks per thread, so that a batch of one still uses every core.
+  const int64_t blocks = std::min(c, std::max<int64_t>(1, (4 * at::get_num_threads() + b - 1) / b));
+  const int64_t block = (c + blocks - 1) / blocks;
+  auto out = inplace ? x : torch::empty_like(x);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "channel_attention_forward", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    auto w = weight.to(c10::CppTypeToScalarType<acc_t>::value).contiguous();
+    const acc_t* wp = w.data_ptr<acc_t>();
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    scalar_t* op = out.data_ptr<scalar_t>();
+    const bool halos = blocks > 1 && p > 0;
+    std::vector<acc_t> edge(halos ? b * c * m : 0);  // edge[(bi * c + ci) * m + s], edge channels only
+    if (halos) {
+      at::parallel_for(0, b * blocks, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t bi = task / blocks, c0 = (task % blocks) * block, c1 = std::min(c, c0 + block);
+          for (int64_t ci = c0; ci < c1; ++ci) {
+            if (ci >= c0 + p && ci < c1 - p) ci = c1 - p;  // skip to the trailing edge
+            named_stats<scalar_t, acc_t>(xp + (bi * c + ci) * n, n, codes, order, eps, var_floor,
+                                         &edge[(bi * c + ci) * m], 1);
           }
-          op[(bi * m + k) * c + ci] = v;
+        }
+      });
+    }
+    at::parallel_for(0, b * blocks, 1, [&](int64_t begin, int64_t end) {
+      std::vector<acc_t> stats(m * (block + 2 * p));  // stats[(ci - lo) * m + s], lo = c0 - p
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t bi = task / blocks, c0 = (task % blocks) * block, c1 = std::min(c, c0 + block);
+        if (c0 >= c1) continue;
+        const int64_t lo = c0 - p;
+        const scalar_t* xs = xp + bi * c * n;
+        scalar_t* os = op + bi * c * n;
+        for (int64_t ci = lo; ci < c1 + p; ++ci) {
+          if (ci >= 0 && ci < c) {
+            acc_t* dst = &stats[(ci - lo) * m];
+            if (ci >= c0 && ci < c1) {
+              named_stats<scalar_t, acc_t>(xs + ci * n, n, codes, order, eps, var_floor, dst, 1);
+            } else {
+              std::copy_n(&edge[(bi * c + ci) * m], m, dst);
+            }
+          }
+          const int64_t j = ci - p;
+          if (j < c0) continue;
+          acc_t z = static_cast<acc_t>(bias);
+          for (int64_t t = 0; t < k; ++t) {
+            const int64_t cj = j - p + t;
+            if (cj < 0 || cj >= c) continue;  // the CMC's zero padding
+            for (int64_t s = 0; s < m; ++s) z += wp[s * k + t] * stats[(cj - lo) * m + s];
+          }
+          // Rounded to x's dtype before the product, as the module path's `.to(x.dtype)` does.
+          const acc_t g = static_cast<acc_t>(static_cast<scalar_t>(acc_t(1) / (acc_t(1) + std::exp(-z))));
+          scale_row<scalar_t, acc_t>(xs + j * n, os + j * n, n, g);
         }
       }
     });
@@ -211,5 +310,6 @@ torch::Tensor central_moments_backward(torch::Tensor x, torch::Tensor mean, torc
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &central_moments_forward, "Per-row mean and central moments M2..M4");
   m.def("stats", &channel_stats_forward, "Named per-channel statistics (B, m, C), no autograd");
+  m.def("attend", &channel_attention_forward, "Moment channel attention block at inference");
   m.def("backward", &central_moments_backward, "Gradient of per-row central moments");
 }

@@ -13,7 +13,8 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from .moments import MOMENT_NAMES, channel_stats, moment_order
+from . import fused_moments
+from .moments import MOMENT_NAMES, VAR_FLOOR, channel_stats, moment_order
 
 VARIANTS = {
     "E": ("mean", "std"),           # "efficient": the paper's mean + variance, authors' std
@@ -74,6 +75,10 @@ class MomentChannelAttention(nn.Module):
             others: 3), or ``"auto"`` for ECA's rule from C.
         eps: added to the skewness/kurtosis denominators (authors' code: 1e-5).
         gate_layer: the gate nonlinearity module class (default ``nn.Sigmoid``).
+        inplace: when nothing needs autograd (inference), write the result over ``x``
+            instead of a new tensor, as ``nn.ReLU(inplace=True)`` does. Only for places where
+            nothing else reads ``x`` afterwards (a residual block's attention slot); it saves
+            allocating a feature-map-sized output, most of the block's inference cost on CPU.
         in_channels: alias of ``channels`` (mmdet builds plugins with ``in_channels=``).
         device, dtype: factory kwargs for the CMC parameters (timm >= 1.0.21 passes them).
 
@@ -90,6 +95,7 @@ class MomentChannelAttention(nn.Module):
         kernel_size: Union[int, str, None] = None,
         eps: float = 1e-5,
         gate_layer: type = nn.Sigmoid,
+        inplace: bool = False,
         in_channels: Optional[int] = None,
         device=None,
         dtype=None,
@@ -103,17 +109,51 @@ class MomentChannelAttention(nn.Module):
         self.order = moment_order(self.moments)
         self.kernel_size = resolve_kernel_size(kernel_size, variant, channels)
         self.eps = eps
+        self.inplace = inplace
         self.cmc = nn.Conv1d(
             len(self.moments), 1, self.kernel_size, padding=(self.kernel_size - 1) // 2,
             bias=True, device=device, dtype=dtype,
         )
         self.gate = gate_layer()
+        self._codes = [MOMENT_NAMES.index(name) for name in self.moments]
+
+    def _needs_grad(self, x: Tensor) -> bool:
+        return torch.is_grad_enabled() and (x.requires_grad or self.cmc.weight.requires_grad)
+
+    def _fused_inference(self, x: Tensor) -> bool:
+        """Whether the one-call CPU kernel can stand in for forward: nothing needs autograd,
+        the gate is the sigmoid it implements, and the CMC weights are float32/float64."""
+        return (
+            not self._needs_grad(x)
+            and type(self.gate) is nn.Sigmoid
+            and self.cmc.bias is not None
+            and self.cmc.weight.dtype in (torch.float32, torch.float64)
+            and x.dim() == 4
+            and x.device.type == "cpu"
+            and x.is_contiguous()
+            and x.numel() > 0
+            and fused_moments.load() is not None
+        )
+
+    @torch.jit.unused
+    def _fused_forward(self, x: Tensor) -> Tensor:
+        return fused_moments.load().attend(
+            x, self.cmc.weight.detach()[0], float(self.cmc.bias.detach()[0]), self._codes, self.order,
+            self.eps, VAR_FLOOR, self.inplace,
+        )
 
     def forward(self, x: Tensor) -> Tensor:
+        if not torch.jit.is_scripting():
+            if self._fused_inference(x):
+                return self._fused_forward(x)
         stats = channel_stats(x, self.moments, self.order, self.eps)  # (B, m, C)
         # Cast to the CMC weight dtype; under autocast the conv itself may run in half.
         attn = self.gate(self.cmc(stats.to(self.cmc.weight.dtype)))  # (B, 1, C)
-        return x * attn.view(x.shape[0], x.shape[1], 1, 1).to(x.dtype)
+        gate = attn.view(x.shape[0], x.shape[1], 1, 1).to(x.dtype)
+        if self.inplace and not self._needs_grad(x):
+            return x.mul_(gate)
+        return x * gate
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, moments={tuple(self.moments)}, kernel_size={self.kernel_size}"
+        return (f"channels={self.channels}, moments={tuple(self.moments)}, kernel_size={self.kernel_size}"
+                + (", inplace=True" if self.inplace else ""))

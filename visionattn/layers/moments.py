@@ -27,6 +27,8 @@ from torch import Tensor
 from . import fused_moments
 
 MOMENT_NAMES: Tuple[str, ...] = ("mean", "std", "var", "skew", "kurt")
+# Floor under M2 before the square root: keeps d sqrt(M2) finite for constant channels (1e-6 in std units).
+VAR_FLOOR = 1e-12
 _ORDER = {"mean": 1, "std": 2, "var": 2, "skew": 3, "kurt": 4}
 
 
@@ -93,11 +95,8 @@ def central_moments(x: Tensor, order: int = 3) -> Tensor:
     return _reference_central_moments(x, order)
 
 
-def moments_from_central(stats: Tensor, moments: List[str], eps: float = 1e-5, var_floor: float = 1e-12) -> Tensor:
-    """Turn (B, C, 4) central moments into the named statistics, stacked as (B, m, C).
-
-    ``var_floor`` keeps d sqrt(M2) finite for constant channels (1e-6 in std units).
-    """
+def moments_from_central(stats: Tensor, moments: List[str], eps: float = 1e-5, var_floor: float = VAR_FLOOR) -> Tensor:
+    """Turn (B, C, 4) central moments into the named statistics, stacked as (B, m, C)."""
     mean, m2, m3, m4 = stats.unbind(-1)
     std = m2.clamp_min(var_floor).sqrt()
     out: List[Tensor] = []
@@ -120,7 +119,7 @@ def moments_from_central(stats: Tensor, moments: List[str], eps: float = 1e-5, v
 @torch.jit.unused
 def _fused_channel_stats(x: Tensor, moments: List[str], order: int, eps: float) -> Tensor:
     codes = [MOMENT_NAMES.index(name) for name in moments]
-    return fused_moments.load().stats(x, codes, order, eps, 1e-12)
+    return fused_moments.load().stats(x, codes, order, eps, VAR_FLOOR)
 
 
 def channel_stats(x: Tensor, moments: List[str], order: int, eps: float = 1e-5) -> Tensor:

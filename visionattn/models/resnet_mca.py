@@ -86,7 +86,8 @@ def _create(name: str, pretrained: bool = False, **kwargs: Any) -> ResNet:
     block, layers = _DEPTHS[depth]
     model_args: Dict[str, Any] = dict(block=block, layers=layers, **(_RESNET_D if resnet_d else {}))
     block_args = dict(kwargs.pop("block_args", None) or {})
-    block_args.setdefault("attn_layer", partial(MomentChannelAttention, variant=variant))
+    # In place: timm's blocks hand `se` the last BatchNorm's output and read it nowhere else.
+    block_args.setdefault("attn_layer", partial(MomentChannelAttention, variant=variant, inplace=True))
     return build_model_with_cfg(ResNet, name, pretrained, block_args=block_args, **dict(model_args, **kwargs))
 
 

@@ -75,7 +75,7 @@ class InvertedResidual(nn.Module):
             out = torch.cat((x1, self.branch2(x2)), dim=1)
         else:
             out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
-        return channel_shuffle(self.attn(out), 2)
+        return channel_shuffle(self.attn(out), 2)  # `out` is fresh, so attn may work in place
 
 
 class ShuffleNetV2(nn.Module):
@@ -263,10 +263,10 @@ def shufflenetv2_x1_0(pretrained: bool = False, **kwargs: Any) -> ShuffleNetV2:
 @register_model
 def shufflenetv2_x1_0_mca_e(pretrained: bool = False, **kwargs: Any) -> ShuffleNetV2:
     """ShuffleNetV2 x1.0 with MCA-E before every channel shuffle."""
-    return _create("shufflenetv2_x1_0_mca_e", pretrained, partial(MomentChannelAttention, variant="E"), **kwargs)
+    return _create("shufflenetv2_x1_0_mca_e", pretrained, partial(MomentChannelAttention, variant="E", inplace=True), **kwargs)
 
 
 @register_model
 def shufflenetv2_x1_0_mca_s(pretrained: bool = False, **kwargs: Any) -> ShuffleNetV2:
     """ShuffleNetV2 x1.0 with MCA-S before every channel shuffle."""
-    return _create("shufflenetv2_x1_0_mca_s", pretrained, partial(MomentChannelAttention, variant="S"), **kwargs)
+    return _create("shufflenetv2_x1_0_mca_s", pretrained, partial(MomentChannelAttention, variant="S", inplace=True), **kwargs)

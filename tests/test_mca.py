@@ -168,3 +168,19 @@ def test_mean_only_is_eca():
         mca.cmc.bias.zero_()  # timm's ECA conv has no bias
     x = torch.randn(2, 64, 6, 6)
     torch.testing.assert_close(mca(x), eca(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_compile_and_export_trace_the_whole_block(inplace):
+    """torch.compile and torch.export cannot see into the CPU kernel, so while they trace, the
+    block uses plain torch ops: one graph, no break, and the eager result."""
+    torch.manual_seed(0)
+    mca = MomentChannelAttention(32, "T", inplace=inplace).eval()
+    nn.init.normal_(mca.cmc.weight)
+    x = torch.randn(2, 32, 6, 6)
+    with torch.no_grad():
+        expected = mca(x.clone())
+        compiled = torch.compile(mca, backend="eager", fullgraph=True)
+        torch.testing.assert_close(compiled(x.clone()), expected)
+    exported = torch.export.export(mca, (x.clone(),))
+    torch.testing.assert_close(exported.module()(x.clone()), expected)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from . import fused_moments
-from .moments import MOMENT_NAMES, VAR_FLOOR, channel_stats, moment_order
+from .moments import MOMENT_NAMES, VAR_FLOOR, channel_stats, moment_order, use_fused_kernel
 
 VARIANTS = {
     "E": ("mean", "std"),           # "efficient": the paper's mean + variance, authors' std
@@ -128,11 +128,7 @@ class MomentChannelAttention(nn.Module):
             and type(self.gate) is nn.Sigmoid
             and self.cmc.bias is not None
             and self.cmc.weight.dtype in (torch.float32, torch.float64)
-            and x.dim() == 4
-            and x.device.type == "cpu"
-            and x.is_contiguous()
-            and x.numel() > 0
-            and fused_moments.load() is not None
+            and use_fused_kernel(x)
         )
 
     @torch.jit.unused

@@ -66,9 +66,14 @@ def _fused_central_moments(x: Tensor, order: int) -> Tensor:
     return out.view(b, c, 4)
 
 
-def _use_fused(x: Tensor) -> bool:
+def use_fused_kernel(x: Tensor) -> bool:
+    """Whether the CPU kernel handles this (B, C, H, W) map. Not while torch.compile or
+    torch.export trace the model: they cannot see into the kernel, and the plain torch ops
+    compile well."""
     return (
-        x.device.type == "cpu"
+        not torch.compiler.is_compiling()
+        and x.dim() == 4
+        and x.device.type == "cpu"
         and x.is_contiguous()
         and x.numel() > 0
         and fused_moments.load() is not None
@@ -90,7 +95,7 @@ def central_moments(x: Tensor, order: int = 3) -> Tensor:
     kernel cannot be built, it uses plain torch ops that compute the same values.
     """
     if not torch.jit.is_scripting():
-        if _use_fused(x):
+        if use_fused_kernel(x):
             return _fused_central_moments(x, order)
     return _reference_central_moments(x, order)
 
@@ -129,7 +134,7 @@ def channel_stats(x: Tensor, moments: List[str], order: int, eps: float = 1e-5) 
     otherwise the central moments go through autograd and are combined with torch ops.
     """
     if not torch.jit.is_scripting():
-        if not (torch.is_grad_enabled() and x.requires_grad) and _use_fused(x):
+        if not (torch.is_grad_enabled() and x.requires_grad) and use_fused_kernel(x):
             return _fused_channel_stats(x, moments, order, eps)
     return moments_from_central(central_moments(x, order), moments, eps)
 

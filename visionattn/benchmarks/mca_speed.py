@@ -1,10 +1,14 @@
 """ResNet-50 with no attention, SE, ECA, MCA-E, MCA-S and a naive MCA-S, measured side by side.
 
-Every model is built through timm. The registered MCA models scale the block's input in place
-at inference; an extra MCA-S row that writes a new tensor, as SE, ECA and the naive block do,
-shows how much of the difference that accounts for. Latencies are medians over interleaved repeats (model A,
-B, C, ..., then again in a rotated order), so drift on a noisy machine and order effects
-hit every model alike; the ratios, not the absolute milliseconds, are the result. Run it as ``visionattn benchmark``.
+Every model is built through timm. The registered MCA models scale the block's input in
+place at inference; an extra MCA-S row that writes a new tensor, as SE, ECA and the naive
+block do, shows how much of the difference that accounts for.
+
+Latencies are medians over interleaved repeats (model A, B, C, ..., then again in a rotated
+order), so drift on a noisy machine and order effects hit every model alike. Each timed call
+follows an untimed call of the same model, so it runs in the memory-allocator state that
+model leaves, as it would on its own. The ratios, not the absolute milliseconds, are the
+result. Run it as ``visionattn benchmark``.
 """
 from __future__ import annotations
 

@@ -171,17 +171,22 @@ torch::Tensor central_moments_forward(torch::Tensor x, int64_t order) {
   return out;
 }
 
+// Inputs of the (B, C, H, W) entry points: contiguous, on the CPU, planes not empty, and at
+// least one statistic named.
+static void check_feature_map(const torch::Tensor& x, const std::vector<int64_t>& codes, const char* fn) {
+  TORCH_CHECK(x.dim() == 4 && x.is_contiguous() && x.device().is_cpu(), fn, " expects a contiguous 4-D CPU tensor");
+  TORCH_CHECK(x.size(2) * x.size(3) > 0 && !codes.empty(), fn, ": empty planes or no statistics requested");
+}
+
 // Inference path: the named statistics straight from x (B, C, H, W) into (B, m, C) opmath, the
 // Cross Moment Convolution's layout, skipping the autograd bookkeeping and the handful of
 // small tensor ops that otherwise dominate the cost at late stages. `codes` follows
 // visionattn.layers.moments.MOMENT_NAMES: 0 mean, 1 std, 2 var, 3 skew, 4 kurt.
 torch::Tensor channel_stats_forward(torch::Tensor x, std::vector<int64_t> codes, int64_t order,
                                     double eps, double var_floor) {
-  TORCH_CHECK(x.dim() == 4 && x.is_contiguous() && x.device().is_cpu(),
-              "channel_stats_forward expects a contiguous 4-D CPU tensor");
+  check_feature_map(x, codes, "channel_stats_forward");
   const int64_t b = x.size(0), c = x.size(1), n = x.size(2) * x.size(3);
   const int64_t m = static_cast<int64_t>(codes.size());
-  TORCH_CHECK(n > 0 && m > 0, "channel_stats_forward: empty input or no statistics requested");
   torch::Tensor out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "channel_stats_forward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -215,11 +220,9 @@ torch::Tensor channel_stats_forward(torch::Tensor x, std::vector<int64_t> codes,
 torch::Tensor channel_attention_forward(torch::Tensor x, torch::Tensor weight, double bias,
                                         std::vector<int64_t> codes, int64_t order, double eps,
                                         double var_floor, bool inplace) {
-  TORCH_CHECK(x.dim() == 4 && x.is_contiguous() && x.device().is_cpu(),
-              "channel_attention_forward expects a contiguous 4-D CPU tensor");
+  check_feature_map(x, codes, "channel_attention_forward");
   const int64_t b = x.size(0), c = x.size(1), n = x.size(2) * x.size(3);
   const int64_t m = static_cast<int64_t>(codes.size());
-  TORCH_CHECK(n > 0 && m > 0, "channel_attention_forward: empty input or no statistics requested");
   TORCH_CHECK(weight.dim() == 2 && weight.size(0) == m && weight.size(1) % 2 == 1,
               "channel_attention_forward: weight must be (moments, odd kernel size)");
   const int64_t k = weight.size(1), p = (k - 1) / 2;

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from . import fused_moments
-from .moments import MOMENT_NAMES, VAR_FLOOR, channel_stats, moment_order, use_fused_kernel
+from .moments import MOMENT_NAMES, VAR_FLOOR, channel_stats, moment_codes, moment_order, use_fused_kernel
 
 VARIANTS = {
     "E": ("mean", "std"),           # "efficient": the paper's mean + variance, authors' std
@@ -115,7 +115,6 @@ class MomentChannelAttention(nn.Module):
             bias=True, device=device, dtype=dtype,
         )
         self.gate = gate_layer()
-        self._codes = [MOMENT_NAMES.index(name) for name in self.moments]
 
     def _needs_grad(self, x: Tensor) -> bool:
         return torch.is_grad_enabled() and (x.requires_grad or self.cmc.weight.requires_grad)
@@ -134,8 +133,8 @@ class MomentChannelAttention(nn.Module):
     @torch.jit.unused
     def _fused_forward(self, x: Tensor) -> Tensor:
         return fused_moments.load().attend(
-            x, self.cmc.weight.detach()[0], float(self.cmc.bias.detach()[0]), self._codes, self.order,
-            self.eps, VAR_FLOOR, self.inplace,
+            x, self.cmc.weight.detach()[0], float(self.cmc.bias.detach()[0]), moment_codes(self.moments),
+            self.order, self.eps, VAR_FLOOR, self.inplace,
         )
 
     def forward(self, x: Tensor) -> Tensor:

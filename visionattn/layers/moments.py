@@ -121,10 +121,14 @@ def moments_from_central(stats: Tensor, moments: List[str], eps: float = 1e-5, v
     return torch.stack(out, dim=1)
 
 
+def moment_codes(moments: Sequence[str]) -> List[int]:
+    """The kernel's names for ``moments``: their indices in ``MOMENT_NAMES``."""
+    return [MOMENT_NAMES.index(name) for name in moments]
+
+
 @torch.jit.unused
 def _fused_channel_stats(x: Tensor, moments: List[str], order: int, eps: float) -> Tensor:
-    codes = [MOMENT_NAMES.index(name) for name in moments]
-    return fused_moments.load().stats(x, codes, order, eps, VAR_FLOOR)
+    return fused_moments.load().stats(x, moment_codes(moments), order, eps, VAR_FLOOR)
 
 
 def channel_stats(x: Tensor, moments: List[str], order: int, eps: float = 1e-5) -> Tensor:

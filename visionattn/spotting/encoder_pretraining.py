@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from ..data.annotations import EMOTIONS4, expression_profile
 from ..data.cache import ArrayCache, cache_face_crops
+from ..models.fedn.frame_encoder import FrameEncoder, frames_to_rgb
 from ..utils import UserError, atomic_path, atomic_write_json
 
 if TYPE_CHECKING:
@@ -105,8 +106,6 @@ class ExpressionFrameModel(nn.Module):
 
     def __init__(self, settings: "FeatureSettings"):
         super().__init__()
-        from ..models.fedn.frame_encoder import FrameEncoder
-
         # Pretrained on pooled features; the grid pooling of features.pool_grid is applied later.
         self.encoder = FrameEncoder(settings.backbone, checkpoint_path=settings.checkpoint_path, frozen=False,
                                     image_size=settings.face_size, pool_grid=1)
@@ -228,7 +227,7 @@ def pretrain_frame_encoder(
     bar = tqdm(total=cfg.steps, initial=step, desc="frame encoder pretraining", unit="step", disable=not progress)
     while step < cfg.steps:
         crops, targets, known = _batch(train, pools, cfg, rng)
-        x = model.encoder.preprocess(augment(_as_rgb(crops).to(device), cfg.shift, generator))
+        x = model.encoder.preprocess(augment(frames_to_rgb(crops).to(device), cfg.shift, generator))
         loss = _loss(model(x), targets.to(device), known.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -286,18 +285,14 @@ def _load_videos(table: pd.DataFrame, subjects: Sequence[str], settings: "Featur
     return videos
 
 
-def _as_rgb(crops: np.ndarray) -> Tensor:
-    """uint8 BGR ``(N, S, S, 3)`` -> float RGB ``(N, 3, S, S)`` in [0, 1], as the encoder takes them."""
-    return torch.from_numpy(np.ascontiguousarray(crops[..., ::-1])).permute(0, 3, 1, 2).float() / 255.0
-
-
 def _sampling_pools(videos: List[_Video]) -> Tuple[np.ndarray, np.ndarray]:
     """(video, row) pairs of expression frames (intensity > 0.3) and of all frames."""
     expr, every = [], []
     for i, v in enumerate(videos):
         rows = np.arange(len(v.crops))
-        expr.append(np.stack([np.full(len(rows), i), rows], 1)[v.targets[:, 0] > 0.3])
-        every.append(np.stack([np.full(len(rows), i), rows], 1))
+        pairs = np.stack([np.full(len(rows), i), rows], 1)
+        expr.append(pairs[v.targets[:, 0] > 0.3])
+        every.append(pairs)
     return np.concatenate(expr), np.concatenate(every)
 
 

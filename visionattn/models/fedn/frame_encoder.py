@@ -23,6 +23,23 @@ from visionattn.utils import UserError
 FrameBatch = Union[np.ndarray, Tensor, Sequence[np.ndarray]]
 
 
+def frames_to_rgb(frames: FrameBatch) -> Tensor:
+    """uint8 BGR images as OpenCV reads them, ``(N, H, W, 3)`` array/tensor or a list of
+    ``(H, W, 3)`` arrays, -> float RGB ``(N, 3, H, W)`` in ``[0, 1]``; a float tensor that is
+    already ``(N, 3, H, W)`` RGB passes through as float32."""
+    if isinstance(frames, (list, tuple)):
+        frames = np.stack(frames)
+    if isinstance(frames, np.ndarray):
+        frames = torch.from_numpy(np.ascontiguousarray(frames))
+    if frames.dtype == torch.uint8:
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"uint8 frames must be (N, H, W, 3) BGR, got {tuple(frames.shape)}")
+        return frames.flip(-1).permute(0, 3, 1, 2).float() / 255.0
+    if frames.ndim != 4 or frames.shape[1] != 3:
+        raise ValueError(f"float frames must be (N, 3, H, W) RGB in [0, 1], got {tuple(frames.shape)}")
+    return frames.float()
+
+
 class FrameEncoder(nn.Module):
     """A timm backbone without classifier: ``(N, in_chans, H, W)`` normalised -> ``(N, D)`` pooled features.
 
@@ -106,19 +123,7 @@ class FrameEncoder(nn.Module):
         Accepted: uint8 BGR images as OpenCV reads them, ``(N, H, W, 3)`` array/tensor or a list of
         ``(H, W, 3)`` arrays; or a float tensor ``(N, 3, H, W)``, RGB in ``[0, 1]``.
         """
-        if isinstance(frames, (list, tuple)):
-            frames = np.stack(frames)
-        if isinstance(frames, np.ndarray):
-            frames = torch.from_numpy(np.ascontiguousarray(frames))
-        if frames.dtype == torch.uint8:
-            if frames.ndim != 4 or frames.shape[-1] != 3:
-                raise ValueError(f"uint8 frames must be (N, H, W, 3) BGR, got {tuple(frames.shape)}")
-            x = frames.flip(-1).permute(0, 3, 1, 2).float() / 255.0
-        else:
-            if frames.ndim != 4 or frames.shape[1] != 3:
-                raise ValueError(f"float frames must be (N, 3, H, W) RGB in [0, 1], got {tuple(frames.shape)}")
-            x = frames.float()
-        x = x.to(self.mean.device)
+        x = frames_to_rgb(frames).to(self.mean.device)
         if x.shape[-2:] != (self.image_size, self.image_size):
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False,
                               antialias=True)

@@ -126,7 +126,7 @@ TINY = {
     "seed_everything": 0,
     "trainer": {"accelerator": "cpu", "devices": 1, "max_epochs": 1, "enable_model_summary": False,
                 "logger": False, "enable_progress_bar": False},
-    "model": {"fedn": {"backbone": None, "feature_dim": 512, "embed_dim": 32, "num_heads": 2, "num_levels": 4,
+    "model": {"fedn": {"embed_dim": 32, "num_heads": 2, "num_levels": 4,
                        "regression_ranges": [[0, 4], [4, 8], [8, 16], [16, 10000]],
                        "pre_nms_threshold": 0.0, "min_score": 0.0}},
     # the encoder is pretrained on the training subject first, as the synthetic recipe does, so
@@ -257,6 +257,56 @@ def test_bad_checkpoint_is_named(tmp_path, capsys) -> None:
     bogus.write_bytes(b"\x00not a checkpoint")
     assert main(["detect", "x.mp4", "--checkpoint", str(bogus), "--out", str(tmp_path)]) == 2
     assert str(bogus) in capsys.readouterr().err
+
+
+def test_checkpoint_from_before_the_record_is_refused_in_one_line(tmp_path, capsys) -> None:
+    # The layout `visionattn train` wrote before detector records existed: Lightning's keys, the
+    # weights under "model.", a "threshold" buffer and the data's hyper-parameters.
+    old = tmp_path / "old.ckpt"
+    torch.save({"state_dict": {"model.embed.conv.weight": torch.zeros(1), "threshold": torch.tensor([0.3, 0.3])},
+                "hyper_parameters": {"fedn": {"feature_dim": 512}},
+                "datamodule_hyper_parameters": {"features": {"backbone": "resnet18"}, "window": 1024, "fps": 30.0},
+                "epoch": 3, "global_step": 12, "pytorch-lightning_version": "2.6.0"}, old)
+    assert main(["detect", "x.mp4", "--checkpoint", str(old), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(old) in err and "no detector record" in err and "retrain" in err.lower()
+    assert not (tmp_path / "out").exists()
+
+
+def test_record_of_an_unknown_version_is_refused(trained, tmp_path, capsys) -> None:
+    from visionattn.inference.record import RECORD_KEY
+
+    _, ckpt, _ = trained
+    data = torch.load(ckpt, map_location="cpu", weights_only=False)
+    data[RECORD_KEY]["version"] = 99
+    future = tmp_path / "future.ckpt"
+    torch.save(data, future)
+    assert main(["detect", "x.mp4", "--checkpoint", str(future), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "version 99" in err
+
+
+def test_record_round_trips_the_trained_model(trained, tmp_path) -> None:
+    """The record alone (a small standalone file) rebuilds the network the checkpoint trained,
+    with the thresholds chosen on validation and the feature settings the data was made with."""
+    from visionattn.inference.record import read_record
+
+    root, ckpt, _ = trained
+    lightning_ckpt = torch.load(ckpt, map_location="cpu", weights_only=False)
+    record = read_record(ckpt)
+    standalone = read_record(record.save(tmp_path / "detector.pt"))
+    assert torch.load(tmp_path / "detector.pt", weights_only=True)  # plain data, no pickled classes
+    weights = {k[len("model."):]: v for k, v in lightning_ckpt["state_dict"].items() if k.startswith("model.")}
+    for rec in (record, standalone):
+        model = rec.build_model()
+        assert set(model.state_dict()) == set(weights)
+        assert all(torch.equal(model.state_dict()[k], weights[k]) for k in weights)
+        assert rec.threshold_tuple() == tuple(lightning_ckpt["state_dict"]["threshold"].tolist())
+        assert rec.window == 128 and rec.fps == 30.0 and rec.model.feature_dim == 512
+        assert rec.features.face_size == 48 and rec.features.pretrain is None and rec.features.checkpoint_path
+        x = torch.randn(1, 100, 512)
+        torch.manual_seed(0)
+        assert torch.equal(model.temporal(x)["type_logits"][0], record.build_model().temporal(x)["type_logits"][0])
 
 
 OPENCV_DOC = Path("/usr/share/doc/opencv-doc/examples/data")

@@ -10,10 +10,10 @@ import torch
 from visionattn.cli import main
 from visionattn.data.annotations import expression_profile
 from visionattn.data.cache import settings_key
-from visionattn.spotting import encoder_pretraining as ep
+from visionattn.features import pretraining as ep
+from visionattn.features.pretraining import augment, encoder_key, frame_targets
+from visionattn.features.settings import EncoderPretraining, FeatureSettings
 from visionattn.spotting.datamodule import ExpressionDataModule, load_table
-from visionattn.spotting.encoder_pretraining import EncoderPretraining, augment, encoder_key, frame_targets
-from visionattn.spotting.features import FeatureSettings
 from visionattn.utils import UserError
 
 
@@ -76,7 +76,7 @@ def test_encoder_learns_from_training_subjects_only(dataset):
     dm = datamodule(dataset, features=settings())
     dm.prepare_data()
     dm.setup()
-    used = FeatureSettings(**dm.hparams["features"])  # what checkpoints record, for `visionattn detect`
+    used = dm.frame_feature_settings  # what checkpoints record, for `visionattn detect`
     assert used.pretrain is None and used.checkpoint_path
     record = json.loads(open(used.checkpoint_path.replace(".pth", ".json")).read())
     assert record["train_subjects"] == dm.splits["train"] and record["val_subjects"] == dm.splits["val"]

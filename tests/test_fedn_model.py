@@ -39,7 +39,7 @@ def _one_thread():
 
 
 def small_config(**kwargs) -> FEDNConfig:
-    base = dict(backbone=None, feature_dim=D, embed_dim=C, num_heads=2, segment_length=8, window_size=9)
+    base = dict(feature_dim=D, embed_dim=C, num_heads=2, segment_length=8, window_size=9)
     base.update(kwargs)
     return FEDNConfig(**base)
 
@@ -215,7 +215,7 @@ def positives_by_level(targets, lengths):
 
 
 def test_targets_micro_and_macro_hand_case():
-    cfg = FEDNConfig(backbone=None)
+    cfg = FEDNConfig(feature_dim=512)
     T = 256
     lengths = [math.ceil(T / 2 ** l) for l in range(6)]
     points = make_points(lengths, cfg.strides, cfg.regression_ranges)
@@ -269,7 +269,7 @@ def test_hard_nms_hand_case():
 
 
 def test_postprocess_decodes_inclusive_frames():
-    cfg = FEDNConfig(backbone=None, num_levels=3, regression_ranges=((0, 4), (4, 8), (8, math.inf)))
+    cfg = FEDNConfig(feature_dim=512, num_levels=3, regression_ranges=((0, 4), (4, 8), (8, math.inf)))
     lengths = [20, 10, 5]
     type_logits = [torch.full((n, 2), -10.0) for n in lengths]
     emotion_logits = [torch.zeros(n, 4) for n in lengths]
@@ -335,7 +335,7 @@ def test_frame_encoder_checkpoint_frozen_and_encode_frames(tmp_path):
 
 def test_fedn_with_mca_backbone_on_frames(monkeypatch):
     monkeypatch.setenv("VISIONATTN_FUSED_MOMENTS", "0")  # no extension build inside a test
-    model = FEDN(small_config(backbone="resnet18_mca_e", feature_dim=512))
+    model = FEDN(small_config(feature_dim=512), encoder=FrameEncoder("resnet18_mca_e"))
     frames = torch.randn(1, 6, 3, 32, 32)
     out = model(frames=frames)
     assert out["type_logits"][0].shape == (1, 6, 2)
@@ -358,7 +358,7 @@ def test_tiny_overfit_recovers_both_intervals():
         x[0, onset:offset + 1] += 2 * torch.randn(dim, generator=g)
     truth = [gt([[a, b] for a, b, _, _ in intervals], [t for *_, t, _ in intervals], [e for *_, e in intervals])]
 
-    model = FEDN(FEDNConfig(backbone=None, feature_dim=dim, embed_dim=32, num_heads=4))
+    model = FEDN(FEDNConfig(feature_dim=dim, embed_dim=32, num_heads=4))
     start = copy.deepcopy(model)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     for _ in range(150):

@@ -19,7 +19,7 @@ TINY = {
         "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
                        "init_args": {"monitor": "val/f1", "mode": "max", "save_last": True}}],
     },
-    "model": {"fedn": {"backbone": None, "feature_dim": 512, "embed_dim": 32, "num_heads": 2, "num_levels": 4,
+    "model": {"fedn": {"embed_dim": 32, "num_heads": 2, "num_levels": 4,
                        "regression_ranges": [[0, 4], [4, 8], [8, 16], [16, 10000]]}},
     "data": {"dataset": "synthetic", "features": {"backbone": "resnet18", "face_size": 48, "detect_every": 10},
              "val_subjects": 1, "window": 128, "windows_per_epoch": 4, "batch_size": 2},

@@ -11,6 +11,7 @@ import sys
 from typing import List, Optional
 
 from .utils import UserError
+from .utils.console import quiet_library_chatter
 
 # name -> (module, help). Modules are imported only when their subcommand runs, so
 # `visionattn --help` stays fast and optional dependencies stay optional.
@@ -59,6 +60,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = argparse.Namespace(command=argv[0], _module=SUBCOMMANDS[argv[0]][0], argv=argv[1:])
     else:
         args = build_parser().parse_args(argv)
+    quiet_library_chatter()
     try:
         importlib.import_module(args._module).run(args)
     except UserError as err:

@@ -66,7 +66,7 @@ def score(root: Path, detect_dir: Path, videos: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from .inference import command as detect
+    from .inference.command import detect
 
     out = Path(args.out)
     root = out / "synth"
@@ -78,10 +78,7 @@ def run(args: argparse.Namespace) -> dict:
     ckpt = train(root, out, test_subjects)
     videos = held_out_videos(root, test_subjects)
     print(f"[3/4] visionattn detect on {len(videos)} held-out videos -> {out / 'detect'}", flush=True)
-    detect.run(argparse.Namespace(
-        videos=sorted(videos), checkpoint=str(ckpt), out=str(out / "detect"), device=args.device,
-        batch_size=64, annotate=False, threshold=None, window=None, overlap=None, encoder_checkpoint=None,
-        force=False, no_progress=args.no_progress))
+    detect(sorted(videos), out / "detect", ckpt, device=args.device, progress=not args.no_progress)
     print("[4/4] scoring the detections against the ground truth", flush=True)
     report = score(root, out / "detect", videos)
     atomic_write_json(out / "report.json", report)

@@ -36,34 +36,37 @@ def default_detector(device: str, batch_size: int):
     """A random FEDN with the synthetic recipe's model and feature settings (no checkpoint needed)."""
     import yaml
 
-    from ..inference.detector import ExpressionDetector, TrainedDetector
+    from ..features.extraction import FrameFeatureExtractor
+    from ..features.settings import FeatureSettings
+    from ..inference.detector import ExpressionDetector
+    from ..inference.record import DEFAULT_WINDOW, DetectorRecord
     from ..models.fedn import FEDN, FEDNConfig
-    from ..spotting.features import FeatureSettings
     from .fedn_accuracy import CONFIG_DIR
 
     base = yaml.safe_load((CONFIG_DIR / "base.yaml").read_text())
     synth = yaml.safe_load((CONFIG_DIR / "synthetic.yaml").read_text())
     fedn = dict(base["model"]["fedn"], **(synth.get("model", {}) or {}).get("fedn", {}))
-    fedn["backbone"] = None
     # Speed does not depend on the encoder's weights: a random one needs no pretraining run.
-    features = {k: v for k, v in synth["data"]["features"].items() if k != "pretrain"}
+    settings = FeatureSettings(**{k: v for k, v in synth["data"]["features"].items() if k != "pretrain"})
+    config = FEDNConfig(**fedn, feature_dim=FrameFeatureExtractor(settings).dim)
     torch.manual_seed(0)
-    trained = TrainedDetector(FEDN(FEDNConfig(**fedn)).eval(), FeatureSettings(**features),
-                              thresholds=(0.5, 0.5), window=int(synth["data"]["window"]), fps=30.0, checkpoint=Path("-"))
-    return ExpressionDetector(trained, device=device, batch_size=batch_size)
+    record = DetectorRecord(model=config, features=settings, thresholds={t: 0.5 for t in config.type_names},
+                            window=int(synth["data"].get("window", DEFAULT_WINDOW)), fps=30.0,
+                            state_dict=FEDN(config).state_dict())
+    return ExpressionDetector(record, device=device, batch_size=batch_size)
 
 
 def run(args: argparse.Namespace) -> dict:
     from ..data.frames import iter_timed_frames
-    from ..inference.detector import ExpressionDetector, load_checkpoint
+    from ..inference.detector import ExpressionDetector
+    from ..inference.record import read_record
     from ..inference.stitching import WindowStitcher
-    from ..spotting.features import face_pipeline
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     out = Path(args.out)
     video = make_video(out, args.seconds)
     if args.checkpoint:
-        detector = ExpressionDetector(load_checkpoint(args.checkpoint, args.device), device=args.device,
+        detector = ExpressionDetector(read_record(args.checkpoint), device=args.device,
                                       batch_size=args.batch_size)
     else:
         detector = default_detector(args.device, args.batch_size)
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> dict:
     decode = len(frames) / (time.perf_counter() - start)
     n = len(frames)
 
-    pipeline = face_pipeline(s)
+    pipeline = s.face_pipeline()
     start = time.perf_counter()
     crops = np.stack([c.image for c in pipeline.process(enumerate(frames))])
     face = n / (time.perf_counter() - start)

@@ -82,15 +82,10 @@ def prepare_data(out: Path, base: List[str]) -> dict:
     record_path = out / "prepare.json"
     if record_path.is_file():
         return json.loads(record_path.read_text())
-    from lightning.pytorch.cli import LightningCLI
-
-    from ..spotting.datamodule import ExpressionDataModule
-    from ..spotting.module import SpottingModule
+    from ..spotting.cli import fedn_cli
 
     start = time.perf_counter()
-    args = [a for c in recipe() for a in ("--config", c)] + base + ["--trainer.logger=false"]
-    cli = LightningCLI(SpottingModule, ExpressionDataModule, args=args, run=False)
-    cli.datamodule.prepare_data()
+    fedn_cli(base + ["--trainer.logger=false"], run=False, configs=recipe()).datamodule.prepare_data()
     record = {"prepare_seconds": time.perf_counter() - start}
     atomic_write_json(record_path, record)
     return record

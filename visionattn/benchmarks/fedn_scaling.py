@@ -22,7 +22,7 @@ def _probe(attention: str, length: int, dim: int, embed: int, repeats: int, queu
     from ..models.fedn import FEDN, FEDNConfig
 
     torch.manual_seed(0)
-    model = FEDN(FEDNConfig(backbone=None, feature_dim=dim, embed_dim=embed, attention=attention)).eval()
+    model = FEDN(FEDNConfig(feature_dim=dim, embed_dim=embed, attention=attention)).eval()
     x = torch.randn(1, length, dim)
     mask = torch.ones(1, length, dtype=torch.bool)
     with torch.inference_mode():

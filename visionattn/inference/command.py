@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import List
+from typing import List, Optional, Sequence
 
 from ..utils import UserError
+from ..utils.io import PathLike
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,38 +60,43 @@ def summary_line(result) -> str:
             f"macro) in {result.duration_s:.1f} s")
 
 
-def run(args: argparse.Namespace) -> List[Path]:
+def detect(videos: Sequence[str], out: PathLike, checkpoint: PathLike, device: str = "cpu", batch_size: int = 64,
+           annotate: bool = False, threshold: Optional[float] = None, window: Optional[int] = None,
+           overlap: Optional[int] = None, encoder_checkpoint: Optional[str] = None, force: bool = False,
+           progress: bool = True) -> List[Path]:
+    """Detect expressions in ``videos`` with the detector recorded in ``checkpoint`` and write each
+    video's outputs into ``out``; returns the JSON paths. The arguments are the command's flags."""
     from .annotate import write_annotated
-    from .detector import ExpressionDetector, load_checkpoint
+    from .detector import ExpressionDetector
+    from .record import read_record
     from .timeline import draw_timeline
 
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size {args.batch_size}: must be >= 1")
-    out = Path(args.out)
+    if batch_size < 1:
+        raise UserError(f"--batch-size {batch_size}: must be >= 1")
+    out = Path(out)
     names = {}
-    for video in args.videos:
+    for video in videos:
         key = outputs_for(out, video)["json"]
         if key in names:
             raise UserError(f"{video} and {names[key]} would write the same {key.name}: run them separately")
         names[key] = video
-    trained = load_checkpoint(args.checkpoint, device=args.device)
-    detector = ExpressionDetector(trained, device=args.device, batch_size=args.batch_size, window=args.window,
-                                  overlap=args.overlap, threshold=args.threshold,
-                                  encoder_checkpoint=args.encoder_checkpoint)
+    record = read_record(checkpoint)
+    detector = ExpressionDetector(record, device=device, batch_size=batch_size, window=window, overlap=overlap,
+                                  threshold=threshold, encoder_checkpoint=encoder_checkpoint)
     out.mkdir(parents=True, exist_ok=True)
     failed, written = [], []
-    for video in args.videos:
+    for video in videos:
         paths = outputs_for(out, video)
-        if not args.force and _up_to_date(paths, [Path(video), trained.checkpoint], args.annotate):
+        if not force and _up_to_date(paths, [Path(video), Path(checkpoint)], annotate):
             print(f"{video}: outputs exist, skipped (--force redoes them)")
             written.append(paths["json"])
             continue
         try:
-            result, boxes = detector.detect(video, progress=not args.no_progress)
+            result, boxes = detector.detect(video, progress=progress)
             result.write_csv(paths["csv"])
             draw_timeline(result, paths["timeline"])
-            if args.annotate:
-                write_annotated(video, result, boxes, paths["annotated"], progress=not args.no_progress)
+            if annotate:
+                write_annotated(video, result, boxes, paths["annotated"], progress=progress)
             result.write_json(paths["json"])  # last: its presence marks the video as done
         except UserError as err:
             print(f"visionattn detect: error: {err}", file=sys.stderr)
@@ -99,5 +105,11 @@ def run(args: argparse.Namespace) -> List[Path]:
         print(summary_line(result))
         written.append(paths["json"])
     if failed:
-        raise UserError(f"{len(failed)} of {len(args.videos)} videos failed: {', '.join(failed)}")
+        raise UserError(f"{len(failed)} of {len(videos)} videos failed: {', '.join(failed)}")
     return written
+
+
+def run(args: argparse.Namespace) -> List[Path]:
+    return detect(args.videos, args.out, args.checkpoint, device=args.device, batch_size=args.batch_size,
+                  annotate=args.annotate, threshold=args.threshold, window=args.window, overlap=args.overlap,
+                  encoder_checkpoint=args.encoder_checkpoint, force=args.force, progress=not args.no_progress)

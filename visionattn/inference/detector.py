@@ -9,18 +9,17 @@ face box: a few bytes each) are kept for the whole video.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
 
-from ..data.frames import DEFAULT_FPS, index_ranges, iter_timed_frames, probe
-from ..models.fedn.config import FEDNConfig
-from ..models.fedn.model import FEDN
-from ..spotting.features import FeatureSettings, FrameFeatureExtractor, face_pipeline
+from ..data.frames import index_ranges, iter_timed_frames, probe
+from ..features.extraction import FrameFeatureExtractor
 from ..utils import UserError
+from .record import DetectorRecord
 from .result import DetectedInterval, VideoResult
 from .stitching import WindowStitcher
 
@@ -50,64 +49,11 @@ def resample(frames: Iterable[Tuple[int, float, np.ndarray]], fps: float
             step += 1
 
 
-@dataclass
-class TrainedDetector:
-    """What a training checkpoint holds that detection needs."""
-
-    model: FEDN
-    features: FeatureSettings
-    thresholds: Tuple[float, ...]  # per expression type, in config.type_names order
-    window: int
-    fps: float
-    checkpoint: Path
-
-
-def load_checkpoint(path: str, device: str = "cpu") -> TrainedDetector:
-    """A ``visionattn train`` checkpoint (``.ckpt``): the FEDN weights, the feature settings its data
-    was made with, the score threshold chosen on validation subjects and the training window."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{p}: checkpoint not found")
-    try:
-        # Our own training checkpoint: its hyper-parameters are dataclasses, hence not weights_only.
-        ckpt = torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
-        raise UserError(f"{p}: not a readable checkpoint ({type(err).__name__}: {err})") from None
-    for key in ("state_dict", "hyper_parameters", "datamodule_hyper_parameters"):
-        if not isinstance(ckpt, dict) or key not in ckpt:
-            raise UserError(f"{p}: not a `visionattn train` checkpoint (no '{key}')")
-    hp, dhp = ckpt["hyper_parameters"], ckpt["datamodule_hyper_parameters"]
-    config = _as(FEDNConfig, hp.get("fedn"), p, "hyper_parameters.fedn")
-    settings = _as(FeatureSettings, dhp.get("features"), p, "datamodule_hyper_parameters.features")
-    config.backbone = None
-    model = FEDN(config)
-    weights = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise UserError(f"{p}: weights do not fit the model its hyper-parameters describe "
-                        f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    stored = ckpt["state_dict"].get("threshold", torch.tensor(0.3)).flatten()
-    thresholds = tuple(float(stored[min(i, len(stored) - 1)]) for i in range(len(config.type_names)))
-    return TrainedDetector(model.to(device).eval(), settings, thresholds, int(dhp.get("window", 1024)),
-                           float(dhp.get("fps", DEFAULT_FPS)), p)
-
-
-def _as(cls, value, path: Path, key: str):
-    if isinstance(value, cls):
-        return value
-    if isinstance(value, dict):
-        try:
-            return cls(**value)
-        except TypeError as err:
-            raise UserError(f"{path}: {key}: {err}") from None
-    raise UserError(f"{path}: no '{key}' in the checkpoint")
-
-
 class ExpressionDetector:
     """Runs a trained FEDN on videos.
 
     Args:
-        trained: from :func:`load_checkpoint`.
+        record: the trained detector (:func:`visionattn.inference.record.read_record`).
         device: ``cpu`` or ``cuda`` (features and the temporal model).
         batch_size: face crops per frame-encoder batch.
         window, overlap: temporal windows in model steps (default: the training window, a
@@ -117,24 +63,25 @@ class ExpressionDetector:
         encoder_checkpoint: the frame encoder's weights, if they moved since training.
     """
 
-    def __init__(self, trained: TrainedDetector, device: str = "cpu", batch_size: int = 64,
+    def __init__(self, record: DetectorRecord, device: str = "cpu", batch_size: int = 64,
                  window: Optional[int] = None, overlap: Optional[int] = None, threshold: Optional[float] = None,
                  encoder_checkpoint: Optional[str] = None):
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise UserError(f"--device {device}: CUDA is not available on this machine")
-        self.trained, self.device, self.batch_size = trained, device, batch_size
-        self.window = window or trained.window
+        self.record, self.device, self.batch_size = record, device, batch_size
+        self.fps = record.fps
+        self.window = window or record.window
         self.overlap = overlap if overlap is not None else self.window // 4
         if not 0 <= self.overlap < self.window:
             raise UserError(f"overlap {self.overlap} must be in [0, window={self.window})")
-        names = trained.model.config.type_names
-        self.thresholds = trained.thresholds if threshold is None else (float(threshold),) * len(names)
-        settings = trained.features
+        names = record.type_names
+        self.thresholds = record.threshold_tuple() if threshold is None else (float(threshold),) * len(names)
+        settings = record.features
         if encoder_checkpoint is not None:
-            settings.checkpoint_path = encoder_checkpoint
+            settings = replace(settings, checkpoint_path=encoder_checkpoint)
         self.settings = settings
         self.extractor = FrameFeatureExtractor(settings, device=device, batch_size=batch_size)
-        self.model = trained.model.to(device)
+        self.model = record.build_model(device)
 
     def predict_window(self, features: torch.Tensor) -> dict:
         """FEDN detections (one :meth:`FEDN.predict` dict) for one window of features ``(T, D)``."""
@@ -143,9 +90,9 @@ class ExpressionDetector:
     def detect(self, source: str, progress: bool = True) -> Tuple[VideoResult, np.ndarray]:
         """Detections in ``source`` (a video file or an image folder), and the face box per
         source frame ``(N, 4)`` float32 ``(x, y, w, h)`` (NaN where the frame was not used)."""
-        info = probe(source, fps=self.trained.fps)
-        fps = self.trained.fps
-        pipeline = face_pipeline(self.settings)
+        info = probe(source, fps=self.fps)
+        fps = self.fps
+        pipeline = self.settings.face_pipeline()
         stitcher = WindowStitcher(self.predict_window, self.window, self.overlap, min_score=self.thresholds)
         steps_source: List[int] = []   # source frame index of each model step
         steps_time: List[float] = []   # its time in seconds

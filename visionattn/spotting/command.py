@@ -16,10 +16,6 @@ PASS_THROUGH = True
 
 
 def run(args: argparse.Namespace) -> None:
-    from lightning.pytorch.cli import LightningCLI
+    from .cli import fedn_cli
 
-    from .datamodule import ExpressionDataModule
-    from .module import SpottingModule
-
-    LightningCLI(SpottingModule, ExpressionDataModule, args=args.argv or ["--help"],
-                 save_config_kwargs={"overwrite": True})
+    fedn_cli(args.argv or ["--help"])

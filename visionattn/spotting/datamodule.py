@@ -10,7 +10,7 @@ of every row, so targets and predictions convert both ways exactly.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
@@ -22,11 +22,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.annotations import loso_folds
 from ..data.cache import ArrayCache, settings_key
-from ..data.frames import expand_ranges
+from ..data.identifiers import annotated_frame_numbers, rows_of, video_id
+from ..features.extraction import extract_features
+from ..features.pretraining import check_not_trained_on, encoder_key, pretrain_frame_encoder
+from ..features.settings import FeatureSettings
+from ..inference.record import DEFAULT_WINDOW
 from ..models.fedn.config import EMOTION_NAMES, TYPE_NAMES
 from ..utils import UserError
-from .encoder_pretraining import check_not_trained_on, encoder_key, pretrain_frame_encoder
-from .features import FeatureSettings, extract_features, video_id
 
 IGNORE_EMOTION = -1  # FEDN: spotting target without emotion loss (CAS(ME)^3 macro rows)
 
@@ -42,19 +44,6 @@ class VideoRecord:
     segments: np.ndarray   # (N, 2) float rows, inclusive [onset, offset]
     types: np.ndarray      # (N,) 0 micro, 1 macro
     emotions: np.ndarray   # (N,) index into EMOTION_NAMES or IGNORE_EMOTION
-
-
-def rows_of(frame_numbers: np.ndarray, frames: np.ndarray) -> np.ndarray:
-    """Row index of each frame number (the next row for numbers in a gap)."""
-    return np.clip(np.searchsorted(frame_numbers, frames), 0, len(frame_numbers) - 1)
-
-
-def annotated_frame_numbers(meta: dict, first_frame: int) -> np.ndarray:
-    """The annotation frame number of each cached row, from a cache's per-video metadata: a
-    frame folder keeps its own numbers; a video file is cached by 0-based position and its
-    annotations count from ``first_frame``."""
-    numbers = np.array(expand_ranges(meta["frame_ranges"]))
-    return numbers + first_frame if meta["kind"] == "video" else numbers
 
 
 def load_table(dataset: str, root: str, missing_offset: Union[str, int] = "apex") -> pd.DataFrame:
@@ -155,7 +144,7 @@ class ExpressionDataModule(L.LightningDataModule):
         test_subjects: Optional[List[str]] = None,
         val_subjects: int = 2,
         split_seed: int = 0,
-        window: int = 1024,
+        window: int = DEFAULT_WINDOW,
         windows_per_epoch: int = 256,
         batch_size: int = 4,
         num_workers: int = 0,
@@ -175,6 +164,7 @@ class ExpressionDataModule(L.LightningDataModule):
         if fps <= 0:
             raise UserError(f"data.fps {fps}: must be > 0")
         self.fps = fps
+        self.frame_feature_settings: Optional[FeatureSettings] = None  # resolved in setup
         self.table: Optional[pd.DataFrame] = None
         self.splits: Dict[str, List[str]] = {}
         self.videos: Dict[str, List[VideoRecord]] = {}
@@ -234,8 +224,7 @@ class ExpressionDataModule(L.LightningDataModule):
         self.table = load_table(self.dataset, self.root, self.missing_offset)
         self.splits = self.split(self.table)
         settings = self.frame_features(self.table, self.splits, prepare=False)
-        # Checkpoints then name the encoder the features came from, which `visionattn detect` needs.
-        self.hparams["features"] = asdict(settings)  # plain data: checkpoints load with weights_only
+        self.frame_feature_settings = settings  # the encoder these features came from, for the detector record
         cache = ArrayCache(self.cache_root, settings.key_settings())
         by_video = {}
         for (subject, video), rows in self.table.groupby(["subject", "video"], sort=True):

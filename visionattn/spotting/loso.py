@@ -39,17 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from lightning.pytorch.cli import LightningCLI
-
-    from .datamodule import ExpressionDataModule, load_table
-    from .module import SpottingModule
+    from .cli import fedn_cli
+    from .datamodule import load_table
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     # The subjects and the ground truth come from the data section of the config itself.
-    probe = LightningCLI(SpottingModule, ExpressionDataModule, run=False,
-                         args=[a for c in args.config for a in ("--config", c)] + list(args.overrides))
-    dm = probe.datamodule
+    dm = fedn_cli(list(args.overrides), run=False, configs=args.config).datamodule
     table = load_table(dm.dataset, dm.root, dm.missing_offset)
     subjects = sorted(table["subject"].unique())
     folds = range(len(subjects)) if args.folds is None else [int(f) for f in args.folds.split(",")]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -20,8 +21,10 @@ import torch
 
 from ..evaluation import Interval, evaluate, write_intervals_csv
 from ..evaluation.spotting import prf, spotting_scores
+from ..inference.record import DEFAULT_THRESHOLD, RECORD_KEY, DetectorRecord
 from ..models.fedn.config import FEDNConfig
 from ..models.fedn.model import FEDN
+from ..utils import UserError
 
 THRESHOLDS = tuple(np.round(np.arange(0.05, 0.95, 0.05), 2))
 
@@ -46,7 +49,9 @@ class SpottingModule(L.LightningModule):
     """Joint spotting and recognition with FEDN on precomputed features.
 
     Args:
-        fedn: the model's configuration (``backbone`` is ignored: features come cached).
+        fedn: the model's configuration; ``feature_dim`` comes from the data (a value given is
+            checked against it). The FEDN network is built in :meth:`configure_model`, once the
+            data is set up.
         lr, weight_decay, warmup_epochs: AdamW with linear warm-up then cosine decay, as
             ActionFormer.
         predictions_dir: where ``test`` writes the held-out predictions as MEGC CSV
@@ -55,7 +60,7 @@ class SpottingModule(L.LightningModule):
 
     def __init__(
         self,
-        fedn: FEDNConfig = FEDNConfig(backbone=None),
+        fedn: FEDNConfig = FEDNConfig(),
         lr: float = 5e-4,
         weight_decay: float = 0.05,
         warmup_epochs: int = 2,
@@ -65,13 +70,35 @@ class SpottingModule(L.LightningModule):
         # Where to write is a property of this run, not of the trained model: kept out of the
         # checkpoint so `test --ckpt_path` honours the value given now.
         self.save_hyperparameters(ignore=["predictions_dir"])
-        fedn.backbone = None
-        self.model = FEDN(fedn)
+        self.config = fedn
+        self.model: Optional[FEDN] = None
         self.lr, self.weight_decay, self.warmup_epochs = lr, weight_decay, warmup_epochs
         self.predictions_dir = predictions_dir
-        self.register_buffer("threshold", torch.full((len(self.model.config.type_names),), 0.3))
+        self.register_buffer("threshold", torch.full((len(fedn.type_names),), DEFAULT_THRESHOLD))
         self._outputs: List[Interval] = []
         self._truths: List[Interval] = []
+
+    def configure_model(self) -> None:
+        """Build FEDN for the features the datamodule serves (called after its ``setup``)."""
+        if self.model is not None:
+            return
+        dim = self.trainer.datamodule.feature_dim
+        if self.config.feature_dim is None:
+            self.config = replace(self.config, feature_dim=dim)
+        elif self.config.feature_dim != dim:
+            raise UserError(f"model.fedn.feature_dim {self.config.feature_dim}: the features have {dim} channels "
+                            f"(data.features makes them); remove the key, it is taken from the data")
+        self.model = FEDN(self.config)
+
+    def detector_record(self) -> DetectorRecord:
+        """What this model is for ``visionattn detect``; the datamodule tells how its features are made."""
+        dm = self.trainer.datamodule
+        return DetectorRecord(model=self.config, features=dm.frame_feature_settings, window=dm.window, fps=dm.fps,
+                              thresholds=dict(zip(self.config.type_names, self.threshold.tolist())),
+                              state_dict=self.model.state_dict())
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[RECORD_KEY] = self.detector_record().to_dict()
 
     # ---------------------------------------------------------------- training
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

@@ -8,45 +8,23 @@ finished one leaves ``predictions_test.csv``.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List
 
 
 def run_overrides(run_dir: Path) -> List[str]:
-    """LightningCLI arguments that put checkpoints, logs and predictions under ``run_dir``."""
-    callbacks = [
-        {"class_path": "lightning.pytorch.callbacks.TQDMProgressBar"},
-        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-         "init_args": {"dirpath": str(run_dir / "checkpoints"), "monitor": "val/f1", "mode": "max",
-                       "save_last": True}},
-    ]
-    loggers = [
-        {"class_path": "lightning.pytorch.loggers.CSVLogger",
-         "init_args": {"save_dir": str(run_dir), "name": "", "version": "csv"}},
-        {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-         "init_args": {"save_dir": str(run_dir), "name": "", "version": "tensorboard"}},
-    ]
-    return [
-        f"--trainer.default_root_dir={run_dir}",
-        f"--trainer.callbacks={json.dumps(callbacks)}",
-        f"--trainer.logger={json.dumps(loggers)}",
-        f"--model.predictions_dir={run_dir}",
-    ]
+    """LightningCLI arguments that put checkpoints, logs and predictions under ``run_dir`` (the
+    default callbacks and loggers of :mod:`.cli` follow ``trainer.default_root_dir``)."""
+    return [f"--trainer.default_root_dir={run_dir}", f"--model.predictions_dir={run_dir}"]
 
 
 def fit_and_test(config: List[str], run_dir: Path, extra: List[str]) -> Path:
     """Train with the YAML files ``config`` plus ``extra`` overrides in ``run_dir``, resuming from
     its ``last.ckpt``; test the best checkpoint (chosen on validation subjects) on the test
     subjects. Returns that checkpoint."""
-    from lightning.pytorch.cli import LightningCLI
+    from .cli import fedn_cli
 
-    from .datamodule import ExpressionDataModule
-    from .module import SpottingModule
-
-    args = [a for c in config for a in ("--config", c)] + run_overrides(run_dir) + list(extra)
-    cli = LightningCLI(SpottingModule, ExpressionDataModule, args=args, run=False,
-                       save_config_kwargs={"overwrite": True})
+    cli = fedn_cli(run_overrides(run_dir) + list(extra), run=False, configs=config, fixed_layout=True)
     last = run_dir / "checkpoints" / "last.ckpt"
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=str(last) if last.is_file() else None)
     best = Path(cli.trainer.checkpoint_callback.best_model_path or last)

@@ -21,12 +21,12 @@ Range = Tuple[float, float]
 class FEDNConfig:
     """Hyper-parameters of :class:`~visionattn.models.fedn.model.FEDN`.
 
-    Frame encoder
-        ``backbone``: a timm model name (``"resnet18"``, ``"resnet18_mca_e"``, ...) or ``None``
-        when per-frame features come precomputed. ``backbone_checkpoint``: local weights file
-        (nothing is ever downloaded). ``freeze_backbone``: eval mode and no gradients (the paper
-        freezes its AffectNet ResNet-18; without a checkpoint its weights are random, useful only
-        for tests). ``feature_dim``: per-frame feature size D (512 for ResNet-18's pooled features).
+    Input
+        ``feature_dim``: per-frame feature size D. ``None`` until known: training takes it from the
+        data (a value given in a config is checked against the features); building
+        :class:`~visionattn.models.fedn.model.FEDN` needs it. How features are made (the frame
+        encoder, face crops) is not a model choice: see
+        :class:`visionattn.features.settings.FeatureSettings`.
 
     Temporal model
         ``input_norm``: ``"sequence"`` standardizes every feature channel over the valid steps of
@@ -66,11 +66,8 @@ class FEDNConfig:
         dropped before NMS (half a frame: anything shorter would not round to a frame).
     """
 
-    # Frame encoder.
-    backbone: Optional[str] = "resnet18"
-    backbone_checkpoint: Optional[str] = None
-    freeze_backbone: bool = True
-    feature_dim: int = 512
+    # Input.
+    feature_dim: Optional[int] = None
 
     # Temporal model.
     input_norm: Literal["none", "sequence"] = "none"

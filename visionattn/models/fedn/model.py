@@ -45,9 +45,10 @@ class FEDN(nn.Module):
 
     The main entry is :meth:`temporal`, the temporal part alone on precomputed per-frame
     features, which is what a benchmark or a long-video tool calls after extracting features
-    once (``config.backbone=None`` builds the model without a frame encoder)::
+    once. Given an ``encoder`` (a :class:`FrameEncoder`), :meth:`forward_features` also takes
+    face frames, for end-to-end use::
 
-        model = FEDN(FEDNConfig(backbone=None, feature_dim=512))
+        model = FEDN(FEDNConfig(feature_dim=512))
         outputs = model.temporal(features, mask)      # features (B, T, D), mask (B, T) bool
         losses = model.loss(outputs, gt_list)         # losses["loss"].backward()
         detections = model.eval().predict(features, mask)
@@ -66,17 +67,15 @@ class FEDN(nn.Module):
     ``emotion`` ``(K,)`` long and ``score`` ``(K,)`` float, by descending score.
     """
 
-    def __init__(self, config: Optional[FEDNConfig] = None) -> None:
+    def __init__(self, config: FEDNConfig, encoder: Optional[FrameEncoder] = None) -> None:
         super().__init__()
-        self.config = config = config or FEDNConfig()
-        self.encoder: Optional[FrameEncoder] = None
-        if config.backbone is not None:
-            self.encoder = FrameEncoder(config.backbone, config.backbone_checkpoint, config.freeze_backbone)
-            if self.encoder.num_features != config.feature_dim:
-                raise ValueError(
-                    f"backbone {config.backbone} gives {self.encoder.num_features}-d features, "
-                    f"config.feature_dim is {config.feature_dim}"
-                )
+        self.config = config
+        if config.feature_dim is None:
+            raise ValueError("config.feature_dim is None: give the per-frame feature size")
+        self.encoder = encoder
+        if encoder is not None and encoder.num_features != config.feature_dim:
+            raise ValueError(f"the frame encoder gives {encoder.num_features}-d features, "
+                             f"config.feature_dim is {config.feature_dim}")
         dim, mixer = config.embed_dim, config.token_mixer
         self.embed = ConvBlock(config.feature_dim, dim)
         self.segment = (
@@ -105,7 +104,7 @@ class FEDN(nn.Module):
         if features is not None:
             return features
         if self.encoder is None:
-            raise ValueError("this model has no frame encoder (config.backbone=None): pass features")
+            raise ValueError("this model has no frame encoder: pass features")
         B, T = frames.shape[:2]
         return self.encoder(frames.flatten(0, 1)).view(B, T, -1)
 

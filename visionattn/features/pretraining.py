@@ -29,7 +29,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -39,34 +39,13 @@ from torch import Tensor, nn
 
 from ..data.annotations import EMOTIONS4, expression_profile
 from ..data.cache import ArrayCache, cache_face_crops
+from ..data.identifiers import annotated_frame_numbers, video_id
 from ..models.fedn.frame_encoder import FrameEncoder, frames_to_rgb
 from ..utils import UserError, atomic_path, atomic_write_json
-
-if TYPE_CHECKING:
-    from .features import FeatureSettings
+from .settings import EncoderPretraining, FeatureSettings
 
 SIDECAR_SUFFIX = ".json"
 _SAVE_EVERY = 50  # steps between resumable snapshots
-
-
-@dataclass
-class EncoderPretraining:
-    """How the frame encoder learns expressions before it is frozen (``features.pretrain``).
-
-    ``steps`` of AdamW (one-cycle schedule, peak ``lr``) on batches of ``batch_size`` face
-    crops, ``expression_fraction`` of each batch drawn from frames inside an expression
-    (they are a few percent of a long video). Augmentation: random shift (``shift`` of the
-    crop side), scale and rotation, mirror image, brightness and contrast, so the encoder
-    learns the face's movement, not one subject's look.
-    """
-
-    steps: int = 300
-    batch_size: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    expression_fraction: float = 0.5
-    shift: float = 0.04
-    val_stride: int = 3  # validation scores every n-th frame of the validation subjects
 
 
 def frame_targets(rows: pd.DataFrame, frame_numbers: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -104,7 +83,7 @@ class _Video:
 class ExpressionFrameModel(nn.Module):
     """A trainable :class:`FrameEncoder` plus a linear head: ``(N, 3, S, S)`` -> ``(N, 1 + 4)`` logits."""
 
-    def __init__(self, settings: "FeatureSettings"):
+    def __init__(self, settings: FeatureSettings):
         super().__init__()
         # Pretrained on pooled features; the grid pooling of features.pool_grid is applied later.
         self.encoder = FrameEncoder(settings.backbone, checkpoint_path=settings.checkpoint_path, frozen=False,
@@ -148,7 +127,7 @@ def _loss(logits: Tensor, targets: Tensor, known: Tensor) -> Tensor:
     return (per * weight).sum() / weight.sum().clamp_min(1)
 
 
-def encoder_key(settings: "FeatureSettings", root: str, train: Sequence[str], val: Sequence[str]) -> dict:
+def encoder_key(settings: FeatureSettings, root: str, train: Sequence[str], val: Sequence[str]) -> dict:
     """What an encoder's identity depends on: feature settings, dataset, and the subjects."""
     key = settings.key_settings()
     key.pop("pool_grid", None)  # applied after pretraining; the same encoder serves every grid
@@ -178,7 +157,7 @@ def pretrain_frame_encoder(
     table: pd.DataFrame,
     train_subjects: Sequence[str],
     val_subjects: Sequence[str],
-    settings: "FeatureSettings",
+    settings: FeatureSettings,
     out: Path,
     cache_root: Path,
     root: str,
@@ -262,23 +241,18 @@ def pretrain_frame_encoder(
     return out
 
 
-def _load_videos(table: pd.DataFrame, subjects: Sequence[str], settings: "FeatureSettings", cache_root: Path,
+def _load_videos(table: pd.DataFrame, subjects: Sequence[str], settings: FeatureSettings, cache_root: Path,
                  progress: bool) -> List[_Video]:
     """Face crops (cached, the same crops the features are made from) and targets per video."""
     from tqdm import tqdm
 
-    from .datamodule import annotated_frame_numbers
-    from .features import face_pipeline, video_id
-
-    crops_cache = ArrayCache(cache_root, {"face_crops": {"face_size": settings.face_size,
-                                                         "face_margin": settings.face_margin,
-                                                         "detect_every": settings.detect_every}})
+    crops_cache = ArrayCache(cache_root, settings.crops_key())
     rows = table[table["subject"].isin(list(subjects))]
     groups = list(rows.groupby(["subject", "video"], sort=True))
     videos = []
     for (subject, video), vrows in tqdm(groups, desc="face crops", unit="video", disable=not progress or not groups):
         vid = video_id(subject, video)
-        crops, _ = cache_face_crops(vrows["source"].iloc[0], crops_cache, vid, face_pipeline(settings))
+        crops, _ = cache_face_crops(vrows["source"].iloc[0], crops_cache, vid, settings.face_pipeline())
         frame_numbers = annotated_frame_numbers(crops_cache.load_meta(vid), int(vrows["first_frame"].iloc[0]))
         targets, known = frame_targets(vrows, frame_numbers[: len(crops)])
         videos.append(_Video(vid, crops, targets, known))

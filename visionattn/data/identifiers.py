@@ -1,0 +1,29 @@
+"""Names of videos and numbers of frames, shared by every cache, split and prediction file.
+
+A video is named ``<subject>_<video>`` in caches and records. Frame numbers are the
+annotation files' own: a frame folder keeps the numbers in its file names (CAS(ME)^3 from
+anywhere, with gaps); a video file is read by 0-based position and its annotations count from
+the dataset's ``first_frame`` (1 for CAS(ME)^2 and SAMM-LV).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .frames import expand_ranges
+
+
+def video_id(subject: str, video: str) -> str:
+    """The name of a subject's video in caches: ``s15`` + ``0101`` -> ``s15_0101``."""
+    return f"{subject}_{video}"
+
+
+def annotated_frame_numbers(meta: dict, first_frame: int) -> np.ndarray:
+    """The annotation frame number of each cached row ``(T,)``, from a cache's per-video
+    metadata (:func:`visionattn.data.cache.cache_face_rows`)."""
+    numbers = np.array(expand_ranges(meta["frame_ranges"]))
+    return numbers + first_frame if meta["kind"] == "video" else numbers
+
+
+def rows_of(frame_numbers: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """Row index of each annotation frame number (the next row for numbers in a gap)."""
+    return np.clip(np.searchsorted(frame_numbers, frames), 0, len(frame_numbers) - 1)

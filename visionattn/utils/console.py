@@ -1,0 +1,53 @@
+"""A quiet console: our dependencies' messages that a user cannot act on are silenced here, and
+only here, each by its exact text, so that warnings about the user's data or settings still show.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+# Lightning's hardware summary and advertisements (logged at INFO on every run).
+_LIGHTNING_INFO_NOISE = (
+    "💡 Tip:",
+    "GPU available:",
+    "TPU available:",
+    "HPU available:",
+    "IPU available:",
+)
+
+# Warnings raised by our dependencies' own internals, or by how visionattn drives them, never by
+# the user's input (message prefixes; matched by `warnings` as regular expressions).
+_DEPENDENCY_WARNINGS = (
+    # visionattn always passes LightningCLI its arguments explicitly; sys.argv is the visionattn
+    # command line, not LightningCLI's.
+    r"LightningCLI's args parameter is intended",
+)
+
+
+class _DropPrefixes(logging.Filter):
+    def __init__(self, prefixes):
+        super().__init__()
+        self.prefixes = tuple(prefixes)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(self.prefixes)
+
+
+_installed = False
+
+
+def quiet_library_chatter() -> None:
+    """Install the filters; safe to call again (pytest resets warning filters between tests)."""
+    global _installed
+    for message in _DEPENDENCY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)  # an identical filter replaces the old one
+    # Lightning calls jsonargparse APIs that jsonargparse deprecates: nothing a user can change.
+    # jsonargparse reads this switch at each warning; a user who sets it keeps their choice.
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+    if _installed:
+        return
+    _installed = True
+    drop = _DropPrefixes(_LIGHTNING_INFO_NOISE)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(drop)

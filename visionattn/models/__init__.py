@@ -2,6 +2,7 @@
 from typing import List
 
 from . import resnet_mca, shufflenetv2  # noqa: F401  (register timm entrypoints)
+from . import mini_xception  # noqa: F401  (registers mini_xception_fer2013)
 
 PARAM_COUNTS = {**resnet_mca.PARAM_COUNTS, **shufflenetv2.PARAM_COUNTS}
 

@@ -1,0 +1,18 @@
+"""Face front end: dlib detection, 68 landmarks tracked per frame, alignment, shot cuts.
+
+``FaceTracker(...).process(iter_frames(path))`` yields one ``FaceObservation`` per frame;
+frames without a sustained face carry ``landmarks=None``. Importing this package does not
+load dlib's models; constructing a ``FaceTracker`` does (once per process).
+"""
+from .alignment import TEMPLATE, AlignedFace, align_face, anchor_points, apply_transform, similarity_transform, template_points
+from .dlib_models import frontal_detector, predictor_path, shape_predictor
+from .landmarks68 import GROUPS, NUM_LANDMARKS, eye_centres, nose_tip
+from .shot_cuts import ShotCutDetector
+from .tracking import Box, FaceObservation, FaceTracker, FaceTrackReport, motion_between
+
+__all__ = [
+    "AlignedFace", "Box", "FaceObservation", "FaceTrackReport", "FaceTracker", "GROUPS", "NUM_LANDMARKS",
+    "ShotCutDetector", "TEMPLATE", "align_face", "anchor_points", "apply_transform", "eye_centres",
+    "frontal_detector", "motion_between", "nose_tip", "predictor_path", "shape_predictor",
+    "similarity_transform", "template_points",
+]

@@ -1,149 +1,273 @@
-"""Annotation loaders on hand-made workbooks with the real layouts' quirks, and LOSO folds."""
-import os
+"""CAS(ME)^2 and CAS(ME)^3 readers on replicas of the real workbooks, and LOSO folds.
 
+The replicas are written with openpyxl from the layout stated in
+shared/reference/fedn.md ("Datasets"), never with the reader's code: CAS(ME)^2's three
+header-less sheets (sheet 2 one row per expression: subject number, folder, subject index;
+sheet 3 video codes stored as numbers), CAS(ME)^3's `label` sheet with its header, and each
+documented quirk at least once. Expected values are worked out by hand in the comments.
+"""
 import cv2
 import numpy as np
+import openpyxl
 import pandas as pd
 import pytest
 
-from visionattn.data.annotations import COLUMNS, loso_folds, to_emotion4
-from visionattn.data.casme import load_casme2, load_casme3
+from visionattn.data.annotations import ANNOTATION_COLUMNS, COLUMNS, EMOTIONS4, EXPRESSION_TYPES, loso_folds, to_emotion4
+from visionattn.data.datasets import attach_sources, load_annotations, load_table
 from visionattn.utils import UserError
-
 
 TINY_JPEG = cv2.imencode(".jpg", np.full((8, 8, 3), 128, np.uint8))[1].tobytes()
 
 
-def touch_frames(folder, numbers, ext=".jpg"):
+def touch_frames(folder, names):
     folder.mkdir(parents=True, exist_ok=True)
-    for n in numbers:
-        (folder / f"img{n}{ext}").write_bytes(TINY_JPEG)
+    for name in names:
+        (folder / name).write_bytes(TINY_JPEG)
 
 
-def write_casme2(root, rows, subjects=((1, "s15"), (2, "s16")), codes=(("0101", "disgust1"), ("0401", "anger1"))):
-    path = root / "CAS(ME)^2code_final.xlsx"
-    with pd.ExcelWriter(path, engine="openpyxl") as xw:
-        pd.DataFrame(rows).to_excel(xw, sheet_name="Sheet1", header=False, index=False)
-        pd.DataFrame(list(subjects)).to_excel(xw, sheet_name="naming rule1", header=False, index=False)
-        pd.DataFrame(list(codes), dtype=str).to_excel(xw, sheet_name="naming rule2", header=False, index=False)
+def write_book(path, sheets):
+    """sheets: [(name, rows)], rows written from row 1 on, no header unless the rows hold one."""
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for name, rows in sheets:
+        ws = book.create_sheet(name)
+        for row in rows:
+            ws.append(list(row))
+    book.save(path)
     return path
 
 
-@pytest.fixture
-def casme2(tmp_path):
-    touch_frames(tmp_path / "rawpic" / "s15" / "15_0101disgustingteeth", range(1, 201))
-    touch_frames(tmp_path / "rawpic" / "s15" / "15_0401girlcrashing", range(1, 301))
-    touch_frames(tmp_path / "rawpic" / "s16" / "16_0101disgustingteeth", range(1, 151))
-    rows = [
-        [1, "disgust1_1", 10, 20, 40, "4+10", "negative", "macro-expression", "disgust"],
-        [1, "disgust1_2", 100, 104, 0, "12", "positive", "macro-expression", "happiness"],  # offset missing
-        [1, "anger1_1", 50, 55, 60, "4", "others", "micro-expression", "anger"],
-        [2, "disgust1_1", 5, 8, 12, "1+2", "surprise", "Micro-expression", "surprise"],
-    ]
-    write_casme2(tmp_path, rows)
-    return tmp_path, rows
+# --------------------------------------------------------------------------- CAS(ME)^2
+# Subject folders s15 and s16 are subject INDEX 1 and 2 (numbers 15 and 16).
+FOLDERS = {1: (15, "s15"), 2: (16, "s16")}
+CASME2_ROWS = [
+    # index, expression id, onset, apex, offset, AUs, expert emotion, type, self-report
+    [1, "disgust1_1", 10, 20, 40, "4+10+14", "negative", "macro-expression", "disgust"],
+    [1, "disgust1_2", 100, 104, 0, 12, "positive", "macro-expression", "happyiness"],  # offset 0; bare AU
+    [1, "anger1_1", 50, 55, 60, "4", "others", "micro-expression", "anger"],
+    None,                                                                              # a blank row
+    [2, "disgust1_1", 5, 8, 12, "1+2", "surprise", "micro-expression", "surprise"],
+    [2, "anger1_1", 30, 31, 0, "4+7", "negative", "macro-expression", "anger"],       # offset 0
+]
+CODES = [[101, "disgust1"], [401, "anger1"], [502, "happy1"]]  # codes are numbers in the workbook
 
 
-def test_casme2_reads_real_layout(casme2):
-    root, _ = casme2
-    t = load_casme2(root)
-    assert list(t.columns) == list(COLUMNS)
-    assert [str(d) for d in t.dtypes] == list(COLUMNS.values())
-    assert t["subject"].tolist() == ["s15", "s15", "s15", "s16"]
-    assert t["video"].tolist() == ["0101", "0101", "0401", "0101"]
-    assert t["type"].tolist() == ["macro", "macro", "micro", "micro"]
-    assert t["emotion"].tolist() == ["negative", "positive", "others", "surprise"]
-    assert t["self_report"].tolist() == ["disgust", "happiness", "anger", "surprise"]
-    assert t["n_frames"].tolist() == [200, 200, 300, 150]
-    assert (t["fps"] == 30.0).all() and (t["first_frame"] == 1).all()
-    assert t.loc[1, "offset"] == 104  # default policy: offset := apex
-    assert t["source"][2].endswith(os.path.join("s15", "15_0401girlcrashing"))
-    assert "row 2" in t.loc[1, "row"]
+def write_casme2(folder, rows=CASME2_ROWS, name="CAS(ME)^2code_final.xlsx", naming=None):
+    rows = [r if r is not None else [] for r in rows]
+    if naming is None:  # one row per expression row: number, folder, index
+        naming = [[*FOLDERS[r[0]], r[0]] if r else [] for r in rows]
+    return write_book(folder / name, [("CASFEcode_final", rows), ("naming rule1", naming), ("naming rule2", CODES)])
 
 
-@pytest.mark.parametrize("policy,expected", [(20, 124), ("drop", None)])
-def test_casme2_missing_offset_policy(casme2, policy, expected):
-    t = load_casme2(casme2[0], missing_offset=policy)
-    row = t[(t["video"] == "0101") & (t["onset"] == 100)]
-    assert (row["offset"].tolist() == [expected]) if expected else row.empty
+def test_casme2_workbook_alone_real_layout(tmp_path):
+    t = load_annotations("casme2", write_casme2(tmp_path))
+    assert list(t.columns) == list(ANNOTATION_COLUMNS)
+    assert [str(d) for d in t.dtypes] == list(ANNOTATION_COLUMNS.values())
+    # Index 1 -> s15 and 2 -> s16 come from naming rule1's column 3 -> column 2.
+    assert t["subject"].tolist() == ["s15", "s15", "s15", "s16", "s16"]
+    assert t["video"].tolist() == ["0101", "0101", "0401", "0101", "0401"]  # 101 zero-padded
+    assert t["type"].tolist() == ["macro", "macro", "micro", "micro", "macro"]
+    assert t["emotion"].tolist() == ["negative", "positive", "others", "surprise", "negative"]
+    assert t["self_report"].tolist() == ["disgust", "happyiness", "anger", "surprise", "anger"]
+    assert t["aus"].tolist() == ["4+10+14", "12", "4", "1+2", "4+7"]
+    assert t["offset"].tolist() == [40, 104, 60, 12, 31]  # offset 0 -> apex (104, 31)
+    assert (t["fps"] == 30.0).all()
+    # Rows as Excel numbers them: the blank row 4 counts, so the s16 rows are rows 5 and 6.
+    assert t["row"].str.endswith(("row 1", "row 2", "row 3", "row 5", "row 6")).all()
+    assert "sheet 'CASFEcode_final', row 5" in t.loc[3, "row"]
+    assert t.attrs["quirks"] == {"offset 0 (missing): set to the apex": 2}
 
 
-def test_casme2_missing_offset_error_policy_names_row(casme2):
-    with pytest.raises(UserError, match=r"sheet 'Sheet1', row 2: offset is missing"):
-        load_casme2(casme2[0], missing_offset="error")
+def test_casme2_megc_copy_name_and_folder(tmp_path):
+    write_casme2(tmp_path, name="CASME_sq_gt.xlsx")
+    t = load_annotations("casme2", tmp_path)
+    assert len(t) == 5 and t.attrs["workbooks"] == [str(tmp_path / "CASME_sq_gt.xlsx")]
+
+
+@pytest.mark.parametrize("policy,offsets,note", [
+    (20, [40, 124, 60, 12, 51], "offset 0 (missing): set to apex + 20"),
+    ("drop", [40, 60, 12], "offset 0 (missing): row dropped"),
+])
+def test_casme2_missing_offset_policy(tmp_path, policy, offsets, note):
+    t = load_annotations("casme2", write_casme2(tmp_path), missing_offset=policy)
+    assert t["offset"].tolist() == offsets and t.attrs["quirks"] == {note: 2}
+
+
+def test_casme2_missing_offset_error_names_row(tmp_path):
+    with pytest.raises(UserError, match=r"sheet 'CASFEcode_final', row 2: offset is missing"):
+        load_annotations("casme2", write_casme2(tmp_path), missing_offset="error")
 
 
 @pytest.mark.parametrize("bad_row,match", [
-    ([1, "disgust1_3", "abc", 20, 40, "4", "negative", "macro-expression", "x"], r"row 5: onset 'abc' is not a whole number"),
-    ([9, "disgust1_3", 10, 20, 40, "4", "negative", "macro-expression", "x"], r"row 5: subject index 9 is not in sheet 'naming rule1'"),
-    ([1, "happy3_1", 10, 20, 40, "4", "negative", "macro-expression", "x"], r"row 5: .* names video 'happy3'"),
-    ([1, "disgust1_3", 10, 20, 40, "4", "negative", "giant-expression", "x"], r"row 5: expression type 'giant-expression'"),
-    ([1, "disgust1_3", 50, 60, 40, "4", "negative", "macro-expression", "x"], r"row 5: onset 50 / offset 40"),
+    ([1, "disgust1_3", "abc", 20, 40, "4", "negative", "macro-expression", "x"], r"row 7: onset 'abc' is not a whole number"),
+    ([9, "disgust1_3", 10, 20, 40, "4", "negative", "macro-expression", "x"],
+     r"row 7: subject index 9 is not in column 3 of sheet 'naming rule1'"),
+    ([1, "happy3_1", 10, 20, 40, "4", "negative", "macro-expression", "x"], r"row 7: .* names video 'happy3'"),
+    ([1, "disgust1_3", 10, 20, 40, "4", "negative", "giant-expression", "x"], r"row 7: expression type 'giant-expression'"),
+    ([1, "disgust1_3", 50, 60, 40, "4", "negative", "macro-expression", "x"], r"row 7: onset 50 / offset 40"),
 ])
-def test_casme2_malformed_row_names_file_sheet_row(casme2, bad_row, match):
-    root, rows = casme2
-    path = write_casme2(root, rows + [bad_row])
+def test_casme2_malformed_row_names_workbook_sheet_row(tmp_path, bad_row, match):
+    rows = CASME2_ROWS + [bad_row]
+    naming = [[*FOLDERS[r[0]], r[0]] if r else [] for r in CASME2_ROWS] + [[15, "s15", 1]]
+    path = write_casme2(tmp_path, rows, naming=naming)
     with pytest.raises(UserError, match=match) as err:
-        load_casme2(root)
-    assert str(path) in str(err.value) and "sheet 'Sheet1'" in str(err.value)
+        load_annotations("casme2", path)
+    assert str(path) in str(err.value) and "sheet 'CASFEcode_final'" in str(err.value)
 
 
-def test_casme2_missing_frame_folder_names_row(casme2):
-    root, rows = casme2
-    write_casme2(root, rows + [[2, "anger1_1", 1, 2, 3, "4", "negative", "macro-expression", "x"]])
-    with pytest.raises(UserError, match=r"row 5: no frame folder or video named 16_0401\*"):
-        load_casme2(root)
+def test_casme2_reading_column_1_as_the_index_would_fail(tmp_path):
+    # The wrong picture of sheet 2 (index -> folder in columns 1 -> 2, two columns) is refused
+    # with a message that names the sheet row and the fix, instead of a wrong subject map.
+    naming = [[1, "s15"], [2, "s16"]]
+    with pytest.raises(UserError, match=r"naming rule1', row 1: expected 3 columns .* run synth again"):
+        load_annotations("casme2", write_casme2(tmp_path, naming=naming))
+    # One index written with two folders is a contradiction, named with both rows.
+    naming = [[15, "s15", 1], [15, "s15", 1], [16, "s16", 1]]
+    with pytest.raises(UserError, match=r"naming rule1', row 3: subject index 1 is folder 's16' here but 's15' in row 1"):
+        load_annotations("casme2", write_casme2(tmp_path, naming=naming))
 
 
-def test_casme2_missing_sheet_and_file(tmp_path):
+def test_casme2_missing_workbook_and_sheets(tmp_path):
+    with pytest.raises(UserError, match=r"no casme2 annotation workbook .*CASME_sq_gt.xlsx"):
+        load_annotations("casme2", tmp_path)
     with pytest.raises(UserError, match="annotation workbook not found"):
-        load_casme2(tmp_path)
-    path = tmp_path / "CAS(ME)^2code_final.xlsx"
-    pd.DataFrame([[1]]).to_excel(path, header=False, index=False)
+        load_annotations("casme2", tmp_path / "nope.xlsx")
+    path = write_book(tmp_path / "CAS(ME)^2code_final.xlsx", [("CASFEcode_final", [[1]])])
     with pytest.raises(UserError, match="expected 3 sheets"):
-        load_casme2(tmp_path)
+        load_annotations("casme2", path)
 
 
-def test_casme3_part_a_with_label_quirks(tmp_path):
-    frames = tmp_path / "data" / "part_A"
-    touch_frames(frames / "spNO.1" / "a" / "color", [7, 8, 9, 12, 13, 200], ext=".JPG")  # gaps, not from 1
-    touch_frames(frames / "spNo.2" / "b" / "color", range(100, 400))  # folder case differs from workbook
-    main = pd.DataFrame({
-        "Subject": ["spNO.1", "spNO.1", "spNO.2"],
-        "Filename": ["a", "a", "b"],
-        "Onset": [7, 12, 150], "Apex": [8, 13, 160], "Offset": [9, 0, 170],
-        "AU": ["4", "12", "1+2"],
-        "Expression type": ["Micro-expression", "Macro-expression", "Micro-expression"],
-        "Objective class": [1, 2, 3],
-    })
-    main.to_excel(tmp_path / "CAS(ME)3_part_A_v2.xlsx", index=False)
-    labels = pd.DataFrame({
-        "Subject": ["spNo.1", "spNO.2"], "Filename": ["a", "b"], "Onset": [7, 150], "Apex": [8, 160],
-        "Offset": [9, 170], "AU": ["4", "1+2"], "Objective class": [1, 3], "emotion": ["disgust", "surprise"],
-    })
-    with pd.ExcelWriter(tmp_path / "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx") as xw:
-        labels.to_excel(xw, sheet_name="label", index=False)
-    t = load_casme3(tmp_path, frames_root=frames)
-    assert t["subject"].tolist() == ["spNO.1", "spNO.1", "spNo.2"]  # the folder's own spelling
-    assert t["type"].tolist() == ["micro", "macro", "micro"]
-    assert t["emotion_raw"].tolist() == ["disgust", "", "surprise"]
-    assert t["emotion"].tolist() == ["negative", "", "surprise"]
-    assert t["offset"].tolist() == [9, 13, 170]
-    assert t["n_frames"].tolist() == [6, 6, 300] and t["first_frame"].tolist() == [7, 7, 100]
+@pytest.fixture
+def casme2_frames(tmp_path):
+    write_casme2(tmp_path)
+    raw = tmp_path / "rawpic"
+    touch_frames(raw / "s15" / "15_0101disgustingteeth", [f"img{i}.jpg" for i in range(1, 201)])
+    touch_frames(raw / "s15" / "15_0401girlcrashing", [f"img{i}.jpg" for i in range(1, 301)])
+    touch_frames(raw / "s16" / "16_0101disgustingteeth", [f"img{i}.jpg" for i in range(1, 151)])
+    touch_frames(raw / "s16" / "16_0401girlcrashing", [f"img{i}.jpg" for i in range(1, 101)])
+    return tmp_path
 
 
-def test_casme3_missing_column_and_video_folder(tmp_path):
-    pd.DataFrame({"Subject": ["spNO.1"], "Filename": ["a"], "Onset": [1]}).to_excel(
-        tmp_path / "CAS(ME)3_part_A_v2.xlsx", index=False)
-    with pytest.raises(UserError, match=r"column 'apex' not found"):
-        load_casme3(tmp_path)
-    pd.DataFrame({"Subject": ["spNO.1"], "Filename": ["a"], "Onset": [1], "Apex": [2], "Offset": [3], "AU": ["4"],
-                  "Expression type": ["Macro-expression"]}).to_excel(tmp_path / "CAS(ME)3_part_A_v2.xlsx", index=False)
-    with pytest.raises(UserError, match=r"row 2: subject folder .*spNO.1 not found"):
-        load_casme3(tmp_path)
+def test_casme2_attach_frames(casme2_frames):
+    t = load_table("casme2", casme2_frames)
+    assert list(t.columns) == list(COLUMNS)
+    assert [str(d) for d in t.dtypes] == list(COLUMNS.values())
+    assert t["n_frames"].tolist() == [200, 200, 300, 150, 100]
+    assert (t["first_frame"] == 1).all()
+    assert t["source"].str.endswith(("15_0101disgustingteeth", "15_0401girlcrashing", "16_0101disgustingteeth",
+                                     "16_0401girlcrashing")).all()
+    assert t.attrs["quirks"] == {"offset 0 (missing): set to the apex": 2}
+    # The old entry point still gives the same table.
+    pd.testing.assert_frame_equal(load_table("casme2", casme2_frames), t)
 
 
-def test_emotion_mapping():
+def test_casme2_attach_reports_missing_folder_by_name(casme2_frames):
+    import shutil
+
+    shutil.rmtree(casme2_frames / "rawpic" / "s16" / "16_0401girlcrashing")
+    table = load_annotations("casme2", casme2_frames)
+    with pytest.raises(UserError, match=r"s16/16_0401\*: no frame folder or video file of that name "
+                                        r"\(subject s16, video 0401: 1 expression\(s\), first at .*row 6\)"):
+        attach_sources(table, "casme2", casme2_frames / "rawpic")
+    shutil.rmtree(casme2_frames / "rawpic" / "s16")
+    with pytest.raises(UserError, match=r"rawpic/s16: subject folder not found"):
+        attach_sources(table, "casme2", casme2_frames / "rawpic")
+
+
+# --------------------------------------------------------------------------- CAS(ME)^3
+LABEL_HEADER = ["Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Objective class", "emotion"]
+LABEL_ROWS = [
+    ["spNO.1", "a", 120, 125, 130, "4", "I", "disgust"],
+    ["spNO.1", "J", 400, 405, 411, "12", "II", "happy"],       # upper-case J ...
+    ["spNO.1", "j", 500, 504, 0, "1+2", "III", "surprise"],    # ... beside j; offset 0
+    ["spNO.1", "b", 10, 12, 15, "4+7", "IV", "Others"],        # Others beside others
+    ["spNO.2", "a", 900, 903, 907, "15", "V", "others"],
+    ["spNo.3", "c", 30, 33, 36, "4", "VI", "fear"],            # spNo spelling
+    ["spNO.3", "c", 60, 62, 64, "4", "VII", "anger"],
+    ["spNO.3", "m", 70, 71, 72, "4", "I", "sad"],
+]
+
+
+def write_casme3_labels(folder, rows=LABEL_ROWS, name="cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"):
+    return write_book(folder / name, [("label", [LABEL_HEADER] + rows), ("Sheet1", [["x"]]), ("Sheet3", [])])
+
+
+def test_casme3_micro_labels_alone(tmp_path):
+    t = load_annotations("casme3", write_casme3_labels(tmp_path))
+    assert len(t) == 8 and (t["type"] == "micro").all() and (t["dataset"] == "casme3a").all()
+    assert t["subject"].tolist() == ["spNO.1"] * 4 + ["spNO.2", "spNO.3", "spNO.3", "spNO.3"]
+    assert t["video"].tolist() == ["a", "j", "j", "b", "a", "c", "c", "m"]
+    # 7 emotions -> 4 classes: disgust, fear, anger, sad negative; happy positive.
+    assert t["emotion_raw"].tolist() == ["disgust", "happy", "surprise", "others", "others", "fear", "anger", "sad"]
+    assert t["emotion"].tolist() == ["negative", "positive", "surprise", "others", "others", "negative", "negative",
+                                     "negative"]
+    assert t["offset"].tolist() == [130, 411, 504, 15, 907, 36, 64, 72]
+    # 3 subjects; videos spNO.1 a, j, b; spNO.2 a; spNO.3 c, m -> 6.
+    assert t["subject"].nunique() == 3 and len(t[["subject", "video"]].drop_duplicates()) == 6
+    assert t["row"].tolist()[1].endswith("sheet 'label', row 3")
+    assert t.attrs["quirks"] == {
+        "filename in upper case (J beside j): lower-cased": 1,
+        "offset 0 (missing): set to the apex": 1,
+        "micro emotion capitalised (Others beside others): lower-cased": 1,
+        "subject spelled otherwise than spNO.<n> (e.g. spNo.1): written spNO.<n>": 1,
+    }
+
+
+def test_casme3_all_expressions_with_micro_and_macro_labels(tmp_path):
+    write_casme3_labels(tmp_path)
+    # The all-expression workbook is an .xls as distributed; no .xls writer is installed, so
+    # the replica is .xlsx with the same header (the reader takes either).
+    header = ["Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Expression type", "Objective class"]
+    write_book(tmp_path / "CAS(ME)3_part_A_v2.xlsx", [("Sheet1", [header,
+        ["spNO.1", "a", 120, 125, 130, "4", "Micro-expression", "I"],
+        ["spNO.1", "a", 700, 720, 760, "6+12", "Macro-expression", "II"],
+        ["spNO.1", "J", 400, 405, 411, "12", "Micro-expression", "II"],
+        ["spNO.2", "a", 50, 55, 0, "4", "Macro-expression", "III"],
+        ["spNO.2", "b", 80, 81, 82, "4", "Micro-expression", "III"],   # no label row
+    ])])
+    write_book(tmp_path / "cas(me)3_part_A_MaE_label_JpgIndex_v2_emotion.xlsx", [("label", [LABEL_HEADER,
+        ["spNO.1", "a", 700, 720, 760, "6+12", "II", "happy"]])])
+    t = load_annotations("casme3", tmp_path)
+    assert t["type"].tolist() == ["micro", "macro", "micro", "macro", "micro"]
+    assert t["emotion_raw"].tolist() == ["disgust", "happy", "happy", "", ""]
+    assert t["emotion"].tolist() == ["negative", "positive", "positive", "", ""]
+    assert t["video"].tolist() == ["a", "a", "j", "a", "b"] and t["offset"].tolist()[3] == 55
+    q = t.attrs["quirks"]
+    assert q["micro row without a matching row in the micro label workbook: no emotion"] == 1
+    assert q["macro row without a matching row in the macro label workbook: no emotion"] == 1
+    assert q["offset 0 (missing): set to the apex"] == 1 and q["filename in upper case (J beside j): lower-cased"] == 1
+
+
+def test_casme3_frames_case_insensitive_numbered_from_anywhere(tmp_path):
+    write_casme3_labels(tmp_path, LABEL_ROWS[:1] + LABEL_ROWS[5:7])
+    part = tmp_path / "part_A"
+    touch_frames(part / "spNO.1" / "a" / "color", ["7.jpg", "8.jpg", "9.jpg", "12.jpg", "200.jpg"])  # gaps
+    touch_frames(part / "spNo.3" / "C", [f"{i}.jpg" for i in range(100, 400)])  # spNo, upper C, no color/
+    t = load_table("casme3", tmp_path)
+    assert t["subject"].tolist() == ["spNO.1", "spNO.3", "spNO.3"]  # one spelling, whatever the folder
+    assert t["n_frames"].tolist() == [5, 300, 300] and t["first_frame"].tolist() == [7, 100, 100]
+    assert t["source"].tolist()[0].endswith("spNO.1/a/color") and t["source"].tolist()[1].endswith("spNo.3/C")
+    with pytest.raises(UserError, match=r"part_A/spNO.9: subject folder not found"):
+        attach_sources(t.assign(subject="spNO.9"), "casme3", part)
+
+
+def test_casme3_missing_label_sheet_and_column(tmp_path):
+    path = write_book(tmp_path / "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", [("Sheet1", [LABEL_HEADER])])
+    with pytest.raises(UserError, match=r"sheet 'label' not found"):
+        load_annotations("casme3", path)
+    path = write_book(tmp_path / "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx",
+                      [("label", [LABEL_HEADER[:4] + LABEL_HEADER[5:], ["spNO.1", "a", 1, 2, "4", "I", "fear"]])])
+    with pytest.raises(UserError, match=r"sheet 'label': no header row with the columns .*offset"):
+        load_annotations("casme3", path)
+    path = write_casme3_labels(tmp_path, [["spNO.1", "a", 1, "x", 3, "4", "I", "fear"]])
+    with pytest.raises(UserError, match=r"sheet 'label', row 2: apex 'x' is not a whole number"):
+        load_annotations("casme3", path)
+
+
+# --------------------------------------------------------------------------- vocabularies, folds
+def test_vocabularies_and_emotion_mapping():
+    assert EXPRESSION_TYPES == ("micro", "macro")
+    assert EMOTIONS4 == ("negative", "positive", "surprise", "others")
     assert [to_emotion4(e) for e in ["Anger", "disgust", "fear", "sad", "happy", "surprise", "others", "??"]] == \
         ["negative", "negative", "negative", "negative", "positive", "surprise", "others", ""]
 

@@ -13,7 +13,8 @@ from visionattn.data.cache import settings_key
 from visionattn.features import pretraining as ep
 from visionattn.features.pretraining import augment, encoder_key, frame_targets
 from visionattn.features.settings import EncoderPretraining, FeatureSettings
-from visionattn.spotting.datamodule import ExpressionDataModule, load_table
+from visionattn.data.datasets import load_table
+from visionattn.spotting.datamodule import ExpressionDataModule
 from visionattn.utils import UserError
 
 

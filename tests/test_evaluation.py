@@ -348,7 +348,8 @@ def test_cli_json(tmp_path, capsys):
     pred = _write(tmp_path / "pred.csv", _csv_lines(STRS_PRED, score=False))
     assert cli.main(["evaluate", "--gt", gt, "--pred", pred, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"spotting", "analysis_f1", "strs", "map"}
+    assert set(out) == {"scoring", "spotting", "analysis_f1", "strs", "map", "notes"}
+    assert out["scoring"] == "definition" and out["notes"] == []
     assert set(out["spotting"]) == {"micro", "macro", "overall"}
     for block in out["spotting"].values():
         assert set(block) == {"tp", "fp", "fn", "precision", "recall", "f1"}
@@ -370,7 +371,7 @@ def test_cli_json(tmp_path, capsys):
     # Explicit classes and the table output.
     assert cli.main(["evaluate", "--gt", gt, "--pred", pred, "--classes", "negative,positive"]) == 0
     table = capsys.readouterr().out
-    assert "STRS         0.6000" in table  # 0.8 * 0.75
+    assert "STRS         0.60000" in table  # 0.8 * 0.75
     assert "overall" in table and "mAP" in table
 
 
@@ -391,8 +392,8 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys, case):
     if case == "missing_file":
         pred, expected = str(tmp_path / "nope.csv"), f"{tmp_path / 'nope.csv'}: file not found"
     elif case == "missing_column":
-        pred = _write(tmp_path / "pred.csv", ["subject,video,onset,offset,emotion", "s,v,1,5,neg"])
-        expected = f"{pred}: missing column(s) type; required: {HEADER}"
+        pred = _write(tmp_path / "pred.csv", ["subject,video,onset,type,emotion", "s,v,1,micro,neg"])
+        expected = f"{pred}: missing column(s) offset; required: {HEADER}"
     elif case == "bad_type":
         pred = _write(tmp_path / "pred.csv", [HEADER, "s,v,1,5,micro,neg", "s,v,7,9,meso,neg"])
         expected = f"{pred}, line 3, column 'type': unknown value 'meso'"
@@ -404,3 +405,159 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys, case):
     err = captured.err.strip()
     assert "\n" not in err
     assert err.startswith("visionattn evaluate: error: ") and expected in err
+
+
+# ---------------------------------------------------------------- the field's layouts
+
+OFFICIAL_HEADER = "subject,video,onset,offset,emotion"
+
+
+def test_official_layout_has_no_type_and_gives_overall_only(tmp_path, capsys):
+    # The official STRS layout: no type column. Untyped intervals match across types.
+    gt = _write(tmp_path / "gt.csv", [OFFICIAL_HEADER, "1,EP01,10,20,negative", "1,EP01,40,60,positive"])
+    pred = _write(tmp_path / "pred.csv", [OFFICIAL_HEADER, "1,EP01,10,20,negative", "1,EP01,41,60,negative",
+                                          "1,EP01,90,99,others"])
+    rows = read_intervals_csv(pred)
+    assert [r.type for r in rows] == ["", "", ""] and rows[1].onset == 41
+    # [41,60] vs [40,60]: inter 20, union 21 -> match. TP 2, FP 1, FN 0: P 2/3, R 1, F1 4/5.
+    # Pairs (neg, neg), (pos, neg): negative P 1/2 R 1; positive P 0 R 0 -> Pbar 1/4, Rbar 1/2,
+    # F1 = 2 * (1/8) / (3/4) = 1/3. STRS = 4/5 * 1/3 = 4/15.
+    assert cli.main(["evaluate", "--gt", gt, "--pred", pred, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert list(out["spotting"]) == ["overall"]
+    assert counts(out["spotting"]["overall"]) == (2, 1, 0)
+    assert out["analysis_f1"] == pytest.approx(1 / 3) and out["strs"] == pytest.approx(4 / 15)
+    assert any("per-type rows need a `type` column" in n for n in out["notes"])
+    assert cli.main(["evaluate", "--gt", gt, "--pred", pred]) == 0
+    table = capsys.readouterr().out
+    assert "per-type rows need a `type` column (missing in the ground truth and the predictions)" in table
+    assert "STRS         0.26667" in table and "micro" not in table
+
+
+def test_typed_ground_truth_with_untyped_predictions(tmp_path):
+    # Our ground truth (with type) against official-layout predictions: one matching over both types.
+    gt = [iv(0, 9, "micro"), iv(20, 40, "macro")]
+    pred = [Interval("s1", "v1", 0, 9, ""), Interval("s1", "v1", 20, 40, "")]
+    s = spotting_scores(gt, pred)
+    assert list(s) == ["overall"] and counts(s["overall"]) == (2, 0, 0)
+    assert "missing in the predictions" in evaluate(gt, pred)["notes"][0]
+
+
+# GT and predictions where both departures of the official script change the result.
+DEPARTURE_GT = [OFFICIAL_HEADER,
+                "1,A,0,9,negative",     # T1
+                "1,A,2,11,negative",    # T2 overlaps T1
+                "1,D,20,29,positive",   # T4
+                "2,C,0,9,surprise"]     # T3: subject 2 has no prediction at all
+DEPARTURE_PRED = [OFFICIAL_HEADER,
+                  "1,A,1,10,negative",   # P1: IoU 9/11 with T1 and with T2
+                  "1,B,0,5,positive",    # P2: video B has no ground truth
+                  "1,D,20,29,negative"]  # P3: T4 exactly, wrong emotion
+
+
+def test_official_script_departures_hand_computed(tmp_path, capsys):
+    gt = _write(tmp_path / "gt.csv", DEPARTURE_GT)
+    pred = _write(tmp_path / "pred.csv", DEPARTURE_PRED)
+    # Definition: P1 takes T1 only (one-to-one), T2 is missed; P2 is a false positive; T3 missed.
+    #   TP 2, FP 1, FN 2 -> P 2/3, R 1/2, F1 = (2/3) / (7/6) = 4/7.
+    #   Pairs (neg, neg), (pos, neg); classes negative, positive, surprise:
+    #   negative P 1/2 R 1; positive P 0 R 0; surprise 0, 0 -> Pbar 1/6, Rbar 1/3,
+    #   F1 = 2 * (1/18) / (1/2) = 2/9. STRS = 4/7 * 2/9 = 8/63.
+    assert cli.main(["evaluate", "--gt", gt, "--pred", pred, "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["scoring"] == "definition"
+    assert counts(d["spotting"]["overall"]) == (2, 1, 2)
+    assert d["spotting"]["overall"]["f1"] == pytest.approx(4 / 7)
+    assert d["analysis_f1"] == pytest.approx(2 / 9) and d["strs"] == pytest.approx(8 / 63)
+    # Official script: P1 takes T1 and T2 (two TPs), P2 is ignored (no GT in video B), T3 is
+    # ignored (subject 2 has no prediction). TP 3, FP 0, FN 0 -> F1 1.
+    #   Pairs (neg, neg), (neg, neg), (pos, neg): negative TP 2, FP 1 -> P 2/3, R 1;
+    #   positive P 0 R 0; surprise 0, 0 -> Pbar 2/9, Rbar 1/3, F1 = (4/27) / (5/9) = 4/15.
+    assert cli.main(["evaluate", "--gt", gt, "--pred", pred, "--json", "--official-script"]) == 0
+    o = json.loads(capsys.readouterr().out)
+    assert o["scoring"] == "official-script" and list(o["spotting"]) == ["overall"]
+    assert counts(o["spotting"]["overall"]) == (3, 0, 0)
+    assert o["analysis_f1"] == pytest.approx(4 / 15) and o["strs"] == pytest.approx(4 / 15)
+    notes = " | ".join(o["notes"])
+    assert "1 prediction(s) in videos without ground truth ignored" in notes
+    assert "1 truth(s) of subjects without any prediction ignored" in notes
+    assert "1 prediction(s) matched more than one truth" in notes
+    assert d["map"] == o["map"]  # mAP is not part of the official script
+
+
+def test_official_script_agrees_with_definition_without_the_departures(tmp_path):
+    # One truth and one prediction per video, every subject predicted: the two must agree.
+    gt = [iv(0, 9, "micro", "negative", video="a"), iv(0, 9, "micro", "positive", video="b"),
+          iv(5, 20, "macro", "others", video="c", subject="s2")]
+    pred = [iv(1, 9, "micro", "negative", video="a"), iv(30, 39, "micro", "positive", video="b"),
+            iv(5, 19, "macro", "negative", video="c", subject="s2")]
+    d, o = evaluate(gt, pred), evaluate(gt, pred, official=True)
+    # TP 2 (a, c), FP 1, FN 1 -> F1 2/3. Pairs (neg, neg), (others, neg): classes neg, others, pos:
+    # negative P 1/2 R 1; others 0 0; positive 0 0 -> Pbar 1/6, Rbar 1/3 -> F1 2/9.
+    assert o["spotting"]["overall"] == d["spotting"]["overall"]
+    assert d["spotting"]["overall"]["f1"] == pytest.approx(2 / 3)
+    assert d["analysis_f1"] == o["analysis_f1"] == pytest.approx(2 / 9)
+    assert d["strs"] == pytest.approx(o["strs"])
+
+
+def test_official_script_unlabelled_truths_make_a_class():
+    gt = [iv(0, 9, emotion="negative", video="a"), iv(0, 9, emotion="", video="b")]
+    pred = [iv(0, 9, emotion="negative", video="a"), iv(0, 9, emotion="negative", video="b")]
+    # Definition: the unlabelled truth is no class and its pair is dropped: negative P 1 R 1 -> 1.
+    assert evaluate(gt, pred)["analysis_f1"] == pytest.approx(1.0)
+    # Script: classes {negative, no emotion}; the pair (none, negative) is kept and is an FP of
+    # negative: P 1/2, R 1; "no emotion" scores 0 -> Pbar 1/4, Rbar 1/2 -> F1 = (1/4) / (3/4) = 1/3.
+    o = evaluate(gt, pred, official=True)
+    assert o["analysis_f1"] == pytest.approx(1 / 3)
+    assert any("truths without an emotion" in n for n in o["notes"])
+
+
+def test_official_script_all_pairs_right_in_one_class_scores_zero():
+    gt = [iv(0, 9, emotion="negative", video="a"), iv(0, 9, emotion="negative", video="b")]
+    pred = list(gt)
+    assert evaluate(gt, pred)["analysis_f1"] == 1.0
+    o = evaluate(gt, pred, official=True)
+    # Every analysed pair is (negative, negative): the script's confusion matrix is 1x1, read as 0.
+    assert o["analysis_f1"] == 0.0 and o["spotting"]["overall"]["f1"] == 1.0
+    assert any("scored 0 because every analysed pair was right" in n for n in o["notes"])
+
+
+def test_megc_submission_rows_map_vid_to_ground_truth_videos(tmp_path, capsys):
+    gt = _write(tmp_path / "gt.csv", [HEADER + ",apex",
+                                      "006,1,100,199,macro,,150",   # SAMM-LV: folder / vid 006_1
+                                      "006,1,500,520,micro,,510",
+                                      "s15,0101,10,19,micro,negative,15"])
+    pred = _write(tmp_path / "pred.csv", ["vid,pred_onset,pred_offset,type",
+                                          "006_1,100,199,macro",
+                                          "006_1,500,520,mae",        # right frames, wrong type
+                                          "S15_0101,10,19,micro",     # case differs
+                                          "007_2,1,10,micro"])        # no such video
+    rows = read_intervals_csv(pred, videos={x.key for x in read_intervals_csv(gt)})
+    assert [r.key for r in rows] == [("006", "1"), ("006", "1"), ("s15", "0101"), ("007", "2")]
+    assert [r.type for r in rows] == ["macro", "macro", "micro", "micro"] and rows[0].emotion == ""
+    # micro: TP 1 (s15), FP 1 (007_2), FN 1 ([500,520]); macro: TP 1, FP 1 (the mae row), FN 0.
+    # overall TP 2, FP 2, FN 1 -> P 1/2, R 2/3, F1 4/7. No predicted emotion: STRS 0.
+    assert cli.main(["evaluate", "--gt", gt, "--pred", pred, "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert counts(d["spotting"]["micro"]) == (1, 1, 1) and counts(d["spotting"]["macro"]) == (1, 1, 0)
+    assert d["spotting"]["overall"]["f1"] == pytest.approx(4 / 7) and d["strs"] == 0.0
+    assert any("predictions carry no emotion" in n for n in d["notes"])
+    # Official script: types ignored, 007_2 ignored: TP 3, FP 0, FN 0.
+    assert cli.main(["evaluate", "--gt", gt, "--pred", pred, "--json", "--official-script"]) == 0
+    assert counts(json.loads(capsys.readouterr().out)["spotting"]["overall"]) == (3, 0, 0)
+
+
+def test_megc_layout_without_ground_truth_splits_vid_and_names_missing_columns(tmp_path):
+    path = _write(tmp_path / "p.csv", ["vid,pred_onset,pred_offset,type", "spNO.1_a,5,9,micro"])
+    assert read_intervals_csv(path)[0].key == ("spNO.1", "a")
+    bad = _write(tmp_path / "bad.csv", ["vid,pred_onset,type", "x_1,5,micro"])
+    with pytest.raises(UserError, match="missing column.s. pred_offset; MEGC layout: vid,pred_onset,pred_offset,type"):
+        read_intervals_csv(bad)
+
+
+def test_untyped_intervals_round_trip_without_a_type_column(tmp_path):
+    rows = [Interval("1", "EP01", 3, 9, "", "happiness", 0.5)]
+    path = tmp_path / "u.csv"
+    write_intervals_csv(path, rows)
+    assert path.read_text().splitlines()[0] == "subject,video,onset,offset,emotion,score"
+    assert read_intervals_csv(path) == rows

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from visionattn.cli import main
-from visionattn.data.casme import load_casme2
+from visionattn.data.datasets import load_table
 from visionattn.data.synthetic import EMOTION_PATTERNS, SynthConfig, generate, plan_events
 
 
@@ -25,10 +25,11 @@ def dataset(tmp_path_factory):
 
 
 def test_loader_reads_back_what_synth_wrote(dataset):
-    table = load_casme2(dataset, dataset="synthetic")
+    table = load_table("synthetic", dataset)
     gt = pd.read_csv(dataset / "ground_truth.csv", dtype={"video": str})
     assert len(table) == len(gt) > 0
-    assert table[["subject", "video", "onset", "offset", "type", "emotion"]].values.tolist() == gt.values.tolist()
+    columns = ["subject", "video", "onset", "apex", "offset", "type", "emotion"]
+    assert table[columns].values.tolist() == gt[columns].values.tolist()
     assert sorted(table["subject"].unique()) == ["s15", "s16", "s19"]  # CAS(ME)^2's folder names
     assert set(table["video"]) == {"0101", "0102"}
     assert (table["n_frames"] == 12 * 30).all()
@@ -70,7 +71,7 @@ def test_subjects_look_different(dataset):
 
 
 def test_expressions_move_the_face_more_than_quiet_time(dataset):
-    table = load_casme2(dataset)
+    table = load_table("casme2", dataset)
 
     def face(source, n):
         # blurred, normalised face region: drift texture and the lighting distractor do not
@@ -125,6 +126,6 @@ def test_refuses_to_mix_settings_and_bad_size(tmp_path, capsys):
 def test_video_format_is_read_back(tmp_path):
     cfg = SynthConfig(subjects=2, videos_per_subject=1, seconds=10, format="video")
     generate(tmp_path / "v", cfg, log=lambda *_: None)
-    table = load_casme2(tmp_path / "v")
+    table = load_table("casme2", tmp_path / "v")
     assert table["source"].str.endswith(".mp4").all()
     assert (table["n_frames"] == 300).all()

@@ -34,6 +34,8 @@ SUBCOMMANDS = {
               "train / test FEDN expression spotting with Lightning (LightningCLI: fit, validate, test)"),
     "loso": ("visionattn.spotting.loso",
              "train every leave-one-subject-out fold of a FEDN config and score the pooled predictions"),
+    "annotations": ("visionattn.data.annotations_command",
+                    "convert an official annotation workbook (CAS(ME)^2, SAMM-LV, CAS(ME)^3) to a ground-truth CSV"),
     "synth": ("visionattn.data.synthetic",
               "write a synthetic CAS(ME)^2-layout expression dataset (animated real face photo)"),
     "train-cls": ("visionattn.classification.command",

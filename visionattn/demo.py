@@ -39,7 +39,7 @@ def train(root: Path, out: Path, test_subjects: List[str]) -> Path:
 
 def held_out_videos(root: Path, test_subjects: List[str]) -> dict:
     """Source video -> (subject, video code, number of its first frame) for the held-out subjects."""
-    from .spotting.datamodule import load_table
+    from .data.datasets import load_table
 
     table = load_table("synthetic", str(root))
     rows = table[table["subject"].isin(test_subjects)].drop_duplicates(["subject", "video"])

@@ -49,7 +49,7 @@ def make_dataset(root: Path, subjects: int, videos: int, seconds: float, seed: i
 
 def split_subjects(root: Path, held_out: int) -> List[str]:
     """The last ``held_out`` subjects of the dataset (sorted), never seen in training."""
-    from ..spotting.datamodule import load_table
+    from ..data.datasets import load_table
 
     subjects = sorted(load_table("synthetic", str(root))["subject"].unique())
     if not 0 < held_out < len(subjects) - 1:

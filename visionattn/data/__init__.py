@@ -1,5 +1,5 @@
 """Expression data: annotation loaders, frames and faces, caches, synthetic data.
 
-Submodules are imported directly (``from visionattn.data.casme import load_casme2``) so that
+Submodules are imported directly (``from visionattn.data.datasets import load_table``) so that
 importing one part does not pull in OpenCV or pandas for another.
 """

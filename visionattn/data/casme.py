@@ -1,321 +1,328 @@
-"""Loaders for the real CAS(ME)^2 and CAS(ME)^3 (part A) layouts.
+"""CAS(ME)^2 and CAS(ME)^3 (part A) annotation workbooks, read as distributed, and their frames.
 
-Both return the typed expression table of :mod:`visionattn.data.annotations`. Errors in the
-files (a malformed row, a missing sheet or frame folder) raise
-:class:`visionattn.utils.UserError` naming the file, sheet and row.
+The readers take the workbooks alone and return the table of
+:mod:`visionattn.data.annotations` without frame columns; :func:`casme2_source` and
+:func:`casme3_source` find a video's frames (see :func:`visionattn.data.datasets.attach_sources`).
+A malformed row raises :class:`visionattn.utils.UserError` naming the workbook, sheet and row
+as Excel numbers it.
 
-CAS(ME)^2 (``CAS(ME)^2code_final.xlsx``)::
+CAS(ME)^2 (``CAS(ME)^2code_final.xlsx``; the MEGC 2021 copy ``CASME_sq_gt.xlsx`` is the same),
+three sheets in this order, none with a header row::
 
-    sheet 1, no header: subject index, expression id (``anger1_1``), onset, apex, offset,
-                        AUs, expert emotion, type (``macro-expression``), self-report
-    sheet 2:            subject index -> folder (``1 -> s15``)
-    sheet 3:            video code -> video name (``0401 -> anger1``)
-    frames:             <frames_root>/s15/15_0401<anything>/img1.jpg ... (or a video file
-                        <frames_root>/s15/15_0401<anything>.mp4)
+    1 CASFEcode_final  one row per expression: subject INDEX (1-22), expression id
+                       (``anger1_1`` = video name + occurrence), onset, apex, offset (0 =
+                       missing), AUs, expert emotion, type (``macro-expression``), self-report
+    2 naming rule1     one row per expression row of sheet 1: subject NUMBER (15), folder
+                       (``s15``), subject INDEX (1); the index -> folder map is column 3 -> 2
+    3 naming rule2     video code (101, zero-padded to ``0101``) -> video name (``disgust1``)
+    frames             <frames_root>/s15/15_0101<anything>/img1.jpg ... (or a video file
+                       <frames_root>/s15/15_0101<anything>.mp4)
 
-CAS(ME)^3 part A (``CAS(ME)3_part_A_v2.xls`` and
-``cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx``, sheet ``label``), frames under
-``<frames_root>/<subject>/<a..m>/color/`` (or without ``color``), numbered from anywhere
-with gaps; subject folders are matched case-insensitively (``spNO.1`` vs ``spNo.1``).
+CAS(ME)^3 part A: the micro-expression labels ``cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx``
+(sheet ``label``, header Subject, Filename, Onset, Apex, Offset, AU, Objective class,
+emotion) are enough for the micro rows; the all-expression workbook
+``CAS(ME)3_part_A_v2.xls`` (header ... Expression type, Objective class) adds the macro rows,
+and ``cas(me)3_part_A_MaE_label_JpgIndex_v2_emotion.xlsx`` their emotions where distributed.
+Frames: ``<frames_root>/spNO.1/a/color/<n>.jpg`` (or without ``color``), numbered from
+anywhere with gaps; subject and video folders match case-insensitively.
 """
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
-
-import pandas as pd
+from typing import Dict, Optional, Tuple
 
 from ..utils import UserError
-from .frames import probe
-from .annotations import MissingOffset, fill_offset, make_table, to_emotion4
+from .annotations import (ANNOTATION_COLUMNS, VIDEO_EXTS, MissingOffset, Quirks, Sheet, blank, cell_int, cell_str,
+                          child_ci, expression_type, fill_offset, header_columns, make_table, missing_offset_quirk,
+                          read_workbook, to_emotion4)
 
-VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
-VIDEO_FIRST_FRAME = 1  # annotation number of a video file's first frame
-CASME2_WORKBOOK = "CAS(ME)^2code_final.xlsx"
+CASME2_WORKBOOKS = ("CAS(ME)^2code_final.xlsx", "CASME_sq_gt.xlsx")
+CASME2_WORKBOOK = CASME2_WORKBOOKS[0]
+CASME2_SHEETS = ("CASFEcode_final", "naming rule1", "naming rule2")
 CASME2_FPS = 30.0
 CASME3_FPS = 30.0
-
-
-# --------------------------------------------------------------------------- helpers
-def _read_sheets(path: Path, header: Optional[int]) -> Dict[str, pd.DataFrame]:
-    if not path.is_file():
-        raise UserError(f"{path}: annotation workbook not found")
-    try:
-        return pd.read_excel(path, sheet_name=None, header=header, dtype=object)
-    except Exception as exc:  # corrupt file, wrong format, missing engine
-        raise UserError(f"{path}: cannot read workbook ({type(exc).__name__}: {exc})") from None
-
-
-def _cell_int(value, where: str, what: str) -> int:
-    try:
-        if isinstance(value, str):
-            value = value.strip()
-        f = float(value)
-        if f != int(f) or f != f:
-            raise ValueError
-        return int(f)
-    except (TypeError, ValueError):
-        raise UserError(f"{where}: {what} {value!r} is not a whole number") from None
-
-
-def _cell_str(value) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return ""
-    if isinstance(value, float) and value == int(value):
-        value = int(value)
-    return str(value).strip()
-
-
-def _expression_type(value, where: str) -> str:
-    text = _cell_str(value).lower()
-    if text.startswith("micro"):
-        return "micro"
-    if text.startswith("macro"):
-        return "macro"
-    raise UserError(f"{where}: expression type {value!r} is neither macro- nor micro-expression")
-
-
-def video_length(source: Path) -> Tuple[int, int, float]:
-    """(frame count, first frame number, fps or 0 if unknown) of a frame folder or video file.
-
-    A video file stands for a frame folder whose images are numbered from 1 (``img1.jpg`` is the
-    video's first frame), which is how the workbooks count; a folder's numbers are its own.
-    """
-    info = probe(source)
-    if info.kind == "images":
-        return info.frame_count, info.frame_numbers[0], 0.0
-    return info.frame_count, VIDEO_FIRST_FRAME, info.fps
-
-
-def _child_ci(folder: Path, name: str) -> Optional[Path]:
-    """``folder/name`` matched case-insensitively (CAS(ME)^3 mixes spNO and spNo)."""
-    exact = folder / name
-    if exact.exists():
-        return exact
-    if folder.is_dir():
-        low = name.lower()
-        for entry in folder.iterdir():
-            if entry.name.lower() == low:
-                return entry
-    return None
+CASME3_EMOTIONS = ("anger", "disgust", "fear", "sad", "happy", "surprise", "others")
 
 
 # --------------------------------------------------------------------------- CAS(ME)^2
-def _casme2_subject_map(sheet: pd.DataFrame, where: str) -> Dict[int, str]:
-    out = {}
-    for i, (idx, folder) in enumerate(zip(sheet.iloc[:, 0], sheet.iloc[:, 1]), start=1):
-        try:
-            key = int(float(idx))
-        except (TypeError, ValueError):
-            continue  # a header or note row
-        name = _cell_str(folder)
-        if not name:
-            raise UserError(f"{where}, row {i}: subject {key} has no folder name")
-        out[key] = name if name.lower().startswith("s") else f"s{int(float(name)):02d}"
-    if not out:
-        raise UserError(f"{where}: no 'index -> folder' rows found")
-    return out
-
-
-def _casme2_video_map(sheet: pd.DataFrame, where: str) -> Dict[str, str]:
-    """video name (``anger1``) -> 4-digit code (``0401``)."""
-    out = {}
-    for code, name in zip(sheet.iloc[:, 0], sheet.iloc[:, 1]):
-        code_s, name_s = _cell_str(code), _cell_str(name)
-        if code_s.isdigit() and name_s:
-            out[name_s.lower()] = code_s.zfill(4)
-    if not out:
-        raise UserError(f"{where}: no 'code -> video name' rows found")
-    return out
-
-
-def _find_casme2_source(frames_root: Path, subject: str, code: str, where: str) -> Path:
-    subject_dir = _child_ci(frames_root, subject)
-    if subject_dir is None:
-        raise UserError(f"{where}: subject folder {frames_root / subject} not found")
-    prefix = f"{int(subject.lstrip('sS'))}_{code}"
-    matches = sorted(p for p in subject_dir.iterdir()
-                     if p.name.startswith(prefix) and (p.is_dir() or p.suffix.lower() in VIDEO_EXTS))
-    if not matches:
-        raise UserError(f"{where}: no frame folder or video named {prefix}* in {subject_dir}")
-    return matches[0]
-
-
-def load_casme2(
-    root: os.PathLike,
-    workbook: Optional[os.PathLike] = None,
-    frames_root: Optional[os.PathLike] = None,
-    missing_offset: MissingOffset = "apex",
-    dataset: str = "casme2",
-) -> pd.DataFrame:
-    """Read CAS(ME)^2: the header-less workbook, its subject and video-code sheets, and the
-    frame folders (or video files) it refers to.
-
-    Args:
-        root: the dataset folder.
-        workbook: defaults to ``root/CAS(ME)^2code_final.xlsx``.
-        frames_root: folder holding ``s15/``...; defaults to ``root/rawpic``, else ``root``.
-        missing_offset: policy for offset 0, see :data:`visionattn.data.annotations.MissingOffset`.
-    """
-    root = Path(root)
-    wb = Path(workbook) if workbook else root / CASME2_WORKBOOK
-    if frames_root is None:
-        frames_root = root / "rawpic" if (root / "rawpic").is_dir() else root
-    frames_root = Path(frames_root)
-    sheets = _read_sheets(wb, header=None)
-    names = list(sheets)
-    if len(names) < 3:
-        raise UserError(f"{wb}: expected 3 sheets (expressions, subjects, video codes), found {names}")
-    subjects = _casme2_subject_map(sheets[names[1]], f"{wb}, sheet '{names[1]}'")
-    videos = _casme2_video_map(sheets[names[2]], f"{wb}, sheet '{names[2]}'")
-
-    rows, lengths = [], {}
-    sheet = sheets[names[0]]
-    for i, values in enumerate(sheet.itertuples(index=False), start=1):
-        values = list(values) + [None] * (9 - len(values))
-        if all(_cell_str(v) == "" for v in values):
+def _casme2_subjects(sheet: Sheet) -> Dict[int, str]:
+    """subject index (column 3) -> folder (column 2), from one row per expression."""
+    out: Dict[int, Tuple[str, int]] = {}
+    for number, cells in sheet.rows:
+        if blank(cells):
             continue
-        where = f"{wb}, sheet '{names[0]}', row {i}"
-        subj_idx = _cell_int(values[0], where, "subject index")
+        where = sheet.where(number)
+        if len(cells) < 3 or blank(cells[2:3]):
+            raise UserError(f"{where}: expected 3 columns (subject number, folder, subject index), "
+                            f"found {sum(cell_str(c) != '' for c in cells)} filled; a dataset written by an older "
+                            f"`visionattn synth` has 2: run synth again on the same --out to rewrite its workbook")
+        index = cell_int(cells[2], where, "subject index (column 3)")
+        folder = cell_str(cells[1])
+        if not folder:
+            raise UserError(f"{where}: subject index {index} has no folder name (column 2)")
+        if not folder.lower().startswith("s"):
+            folder = f"s{cell_int(cells[1], where, 'folder (column 2)'):02d}"
+        if index in out and out[index][0] != folder:
+            raise UserError(f"{where}: subject index {index} is folder {folder!r} here but "
+                            f"{out[index][0]!r} in row {out[index][1]}")
+        out.setdefault(index, (folder, number))
+    if not out:
+        raise UserError(f"{sheet.where()}: no 'subject number, folder, subject index' rows")
+    return {k: v[0] for k, v in out.items()}
+
+
+def _casme2_videos(sheet: Sheet, quirks: Quirks) -> Dict[str, str]:
+    """video name (``anger1``, lower case) -> 4-digit code (``0401``)."""
+    out: Dict[str, Tuple[str, int]] = {}
+    for number, cells in sheet.rows:
+        if blank(cells):
+            continue
+        code, name = cell_str(cells[0]), cell_str(cells[1] if len(cells) > 1 else None).lower()
+        if not code.isdigit() or not name:
+            quirks.note(f"sheet '{sheet.name}': rows without a numeric video code and a name, skipped")
+            continue
+        code = code.zfill(4)
+        if name in out and out[name][0] != code:
+            raise UserError(f"{sheet.where(number)}: video {name!r} is code {code} here but "
+                            f"{out[name][0]} in row {out[name][1]}")
+        out.setdefault(name, (code, number))
+    if not out:
+        raise UserError(f"{sheet.where()}: no 'video code, video name' rows")
+    return {k: v[0] for k, v in out.items()}
+
+
+def load_casme2_annotations(workbook: os.PathLike, missing_offset: MissingOffset = "apex",
+                            dataset: str = "casme2"):
+    """The expressions of a CAS(ME)^2 workbook (either distributed name), without frames.
+
+    Frame numbers are the workbook's (1-based). ``missing_offset``: policy for offset 0, see
+    :func:`visionattn.data.annotations.fill_offset`. Returns a table with
+    :data:`~visionattn.data.annotations.ANNOTATION_COLUMNS`, quirks in ``attrs["quirks"]``.
+    """
+    wb = Path(workbook)
+    sheets = list(read_workbook(wb).values())
+    if len(sheets) < 3:
+        raise UserError(f"{wb}: expected 3 sheets ({', '.join(CASME2_SHEETS)}), found "
+                        f"{[s.name for s in sheets]}")
+    quirks = Quirks()
+    expressions, subject_sheet, video_sheet = sheets[:3]
+    subjects = _casme2_subjects(subject_sheet)
+    videos = _casme2_videos(video_sheet, quirks)
+    rows = []
+    for number, cells in expressions.rows:
+        if blank(cells):
+            continue
+        cells = list(cells) + [None] * (9 - len(cells))
+        where = expressions.where(number)
+        subj_idx = cell_int(cells[0], where, "subject index")
         if subj_idx not in subjects:
-            raise UserError(f"{where}: subject index {subj_idx} is not in sheet '{names[1]}'")
-        expr_id = _cell_str(values[1])
+            raise UserError(f"{where}: subject index {subj_idx} is not in column 3 of sheet '{subject_sheet.name}'")
+        expr_id = cell_str(cells[1])
         video_name = expr_id.rsplit("_", 1)[0].lower()
         if video_name not in videos:
             raise UserError(f"{where}: expression id {expr_id!r} names video {video_name!r}, "
-                            f"which sheet '{names[2]}' does not list")
-        onset = _cell_int(values[2], where, "onset")
-        apex = _cell_int(values[3], where, "apex")
-        offset = fill_offset(onset, apex, _cell_int(values[4], where, "offset"), missing_offset, where)
+                            f"which sheet '{video_sheet.name}' does not list")
+        onset = cell_int(cells[2], where, "onset")
+        apex = cell_int(cells[3], where, "apex")
+        raw_offset = cell_int(cells[4], where, "offset")
+        offset = fill_offset(onset, apex, raw_offset, missing_offset, where)
+        if raw_offset <= 0:
+            quirks.note(missing_offset_quirk(missing_offset))
         if offset is None:
             continue
         if not 0 < onset <= offset:
             raise UserError(f"{where}: onset {onset} / offset {offset} do not make an interval")
-        subject, code = subjects[subj_idx], videos[video_name]
-        key = (subject, code)
-        if key not in lengths:
-            source = _find_casme2_source(frames_root, subject, code, where)
-            lengths[key] = (source, *video_length(source))
-        source, n_frames, first, video_fps = lengths[key]
-        emotion_raw = _cell_str(values[6]).lower()
+        kind = expression_type(cell_str(cells[7]))
+        if kind is None:
+            raise UserError(f"{where}: expression type {cells[7]!r} is neither macro- nor micro-expression")
+        emotion_raw = cell_str(cells[6]).lower()
+        emotion = to_emotion4(emotion_raw)
+        if not emotion:
+            quirks.note("emotion not one of negative/positive/surprise/others: left unlabelled")
         rows.append(dict(
-            dataset=dataset, subject=subject, video=code, onset=onset, apex=apex, offset=offset,
-            type=_expression_type(values[7], where), emotion=to_emotion4(emotion_raw),
-            emotion_raw=emotion_raw, self_report=_cell_str(values[8]).lower(), aus=_cell_str(values[5]),
-            n_frames=n_frames, fps=video_fps or CASME2_FPS, source=str(source), first_frame=first, row=where,
+            dataset=dataset, subject=subjects[subj_idx], video=videos[video_name], onset=onset, apex=apex,
+            offset=offset, type=kind, emotion=emotion, emotion_raw=emotion_raw,
+            self_report=cell_str(cells[8]).lower(), aus=cell_str(cells[5]), fps=CASME2_FPS, row=where,
         ))
     if not rows:
-        raise UserError(f"{wb}, sheet '{names[0]}': no expression rows")
-    return make_table(rows)
+        raise UserError(f"{expressions.where()}: no expression rows")
+    return make_table(rows, ANNOTATION_COLUMNS, quirks)
+
+
+def casme2_source(frames_root: Path, subject: str, video: str) -> Path:
+    """``frames_root/s15/15_0101<anything>`` (a frame folder or a video file)."""
+    subject_dir = child_ci(frames_root, subject)
+    if subject_dir is None or not subject_dir.is_dir():
+        raise UserError(f"{frames_root / subject}: subject folder not found")
+    prefix = f"{int(subject.lstrip('sS'))}_{video}"
+    matches = sorted(p for p in subject_dir.iterdir()
+                     if p.name.startswith(prefix) and (p.is_dir() or p.suffix.lower() in VIDEO_EXTS))
+    if not matches:
+        raise UserError(f"{subject_dir / prefix}*: no frame folder or video file of that name")
+    return matches[0]
 
 
 # --------------------------------------------------------------------------- CAS(ME)^3
 _CASME3_COLUMNS = {
     "subject": ("subject",), "filename": ("filename",), "onset": ("onset",), "apex": ("apex",),
-    "offset": ("offset",), "au": ("au", "aus"), "type": ("expression type", "type"),
-    "emotion": ("emotion",),
+    "offset": ("offset",), "au": ("au", "aus", "action units"), "type": ("expression type",),
+    "objective": ("objective class",), "emotion": ("emotion",),
 }
+_SP_NUMBER = re.compile(r"sp\s*no\.?\s*0*(\d+)", re.IGNORECASE)
 
 
-def _columns(df: pd.DataFrame, need: Tuple[str, ...], where: str) -> Dict[str, str]:
-    lookup = {str(c).strip().lower(): c for c in df.columns}
-    out = {}
-    for key in need:
-        for alias in _CASME3_COLUMNS[key]:
-            if alias in lookup:
-                out[key] = lookup[alias]
-                break
-        else:
-            raise UserError(f"{where}: column {key!r} not found (columns: {list(df.columns)})")
-    return out
+def casme3_subject(value, quirks: Optional[Quirks] = None) -> str:
+    """``spNO.<n>`` for the workbooks' spellings (``spNO.1``, ``spNo.1``, ``spno1``)."""
+    raw = cell_str(value)
+    m = _SP_NUMBER.fullmatch(raw.replace(" ", ""))
+    if not m:
+        return raw
+    name = f"spNO.{int(m.group(1))}"
+    if quirks is not None and name != raw:
+        quirks.note("subject spelled otherwise than spNO.<n> (e.g. spNo.1): written spNO.<n>")
+    return name
 
 
-def _norm_subject(value) -> str:
-    return _cell_str(value).lower().replace(" ", "")
+def _casme3_video(value, quirks: Quirks) -> str:
+    raw = cell_str(value)
+    if raw != raw.lower():
+        quirks.note("filename in upper case (J beside j): lower-cased")
+    return raw.lower()
 
 
-def _find_casme3_source(frames_root: Path, subject: str, filename: str, where: str) -> Path:
-    subject_dir = _child_ci(frames_root, subject)
-    if subject_dir is None:
-        raise UserError(f"{where}: subject folder {frames_root / subject} not found")
-    video_dir = _child_ci(subject_dir, filename)
-    if video_dir is None:
-        raise UserError(f"{where}: video folder {subject_dir / filename} not found")
-    color = _child_ci(video_dir, "color")
-    return color if color is not None and color.is_dir() else video_dir
+def _casme3_frames(cells, cols, where: str) -> Tuple[int, int, int]:
+    return tuple(cell_int(cells[cols[k]] if cols[k] < len(cells) else None, where, k)
+                 for k in ("onset", "apex", "offset"))
 
 
-def load_casme3(
-    root: os.PathLike,
-    workbook: Optional[os.PathLike] = None,
-    micro_labels: Optional[os.PathLike] = None,
-    frames_root: Optional[os.PathLike] = None,
-    missing_offset: MissingOffset = "apex",
-) -> pd.DataFrame:
-    """Read CAS(ME)^3 part A: the all-expressions workbook, the micro-expression label
-    workbook (emotions for micro rows; macro rows have no emotion), and the frame folders.
-    """
-    root = Path(root)
-    wb = Path(workbook) if workbook else next(iter(sorted(root.glob("CAS(ME)3_part_A*.xls*"))), root / "CAS(ME)3_part_A_v2.xls")
-    labels_wb = Path(micro_labels) if micro_labels else next(
-        iter(sorted(root.glob("cas(me)3_part_A_ME_label*.xls*"))), None)
-    frames_root = Path(frames_root) if frames_root else root
-    all_sheets = _read_sheets(wb, header=0)
-    sheet_name, sheet = next(iter(all_sheets.items()))
-    where0 = f"{wb}, sheet '{sheet_name}'"
-    cols = _columns(sheet, ("subject", "filename", "onset", "apex", "offset", "au", "type"), where0)
-
-    micro_emotion: Dict[Tuple[str, str, int], str] = {}
-    if labels_wb is not None:
-        label_sheets = _read_sheets(labels_wb, header=0)
-        if "label" not in label_sheets:
-            raise UserError(f"{labels_wb}: sheet 'label' not found (sheets: {list(label_sheets)})")
-        lab = label_sheets["label"]
-        lcols = _columns(lab, ("subject", "filename", "onset", "apex", "emotion"), f"{labels_wb}, sheet 'label'")
-        for i, r in enumerate(lab.itertuples(index=False), start=2):
-            r = dict(zip(lab.columns, r))
-            where = f"{labels_wb}, sheet 'label', row {i}"
-            if _cell_str(r[lcols["subject"]]) == "":
-                continue
-            key_s, key_f = _norm_subject(r[lcols["subject"]]), _cell_str(r[lcols["filename"]]).lower()
-            emotion = _cell_str(r[lcols["emotion"]]).lower()
-            for frame_col in ("onset", "apex"):
-                micro_emotion[(key_s, key_f, _cell_int(r[lcols[frame_col]], where, frame_col))] = emotion
-
-    rows, lengths = [], {}
-    for i, r in enumerate(sheet.itertuples(index=False), start=2):  # row 1 is the header
-        r = dict(zip(sheet.columns, r))
-        if all(_cell_str(v) == "" for v in r.values()):
+def _casme3_label_rows(sheet: Sheet, quirks: Quirks, missing_offset: MissingOffset, kind: str):
+    """Rows of a label workbook (sheet ``label``): (where, subject, video, onset, apex, offset,
+    AUs, raw emotion); ``kind`` names what the rows are for the messages."""
+    header, cols = header_columns(sheet, _CASME3_COLUMNS, ("subject", "filename", "onset", "apex", "offset", "emotion"))
+    for number, cells in sheet.rows:
+        if number <= header or blank(cells):
             continue
-        where = f"{where0}, row {i}"
-        subject = _cell_str(r[cols["subject"]])
-        filename = _cell_str(r[cols["filename"]])
-        if not subject or not filename:
+        where = sheet.where(number)
+        cells = list(cells) + [None] * (max(cols.values()) + 1 - len(cells))
+        subject = casme3_subject(cells[cols["subject"]], quirks)
+        video = _casme3_video(cells[cols["filename"]], quirks)
+        if not subject or not video:
             raise UserError(f"{where}: subject or filename is empty")
-        onset = _cell_int(r[cols["onset"]], where, "onset")
-        apex = _cell_int(r[cols["apex"]], where, "apex")
-        offset = fill_offset(onset, apex, _cell_int(r[cols["offset"]], where, "offset"), missing_offset, where)
+        onset, apex, raw_offset = _casme3_frames(cells, cols, where)
+        offset = fill_offset(onset, apex, raw_offset, missing_offset, where)
+        if raw_offset <= 0:
+            quirks.note(missing_offset_quirk(missing_offset))
         if offset is None:
             continue
         if onset > offset:
             raise UserError(f"{where}: onset {onset} is after offset {offset}")
-        etype = _expression_type(r[cols["type"]], where)
+        raw = cell_str(cells[cols["emotion"]])
+        if raw != raw.lower():
+            quirks.note(f"{kind} emotion capitalised (Others beside others): lower-cased")
+        emotion_raw = raw.lower()
+        if emotion_raw not in CASME3_EMOTIONS:
+            quirks.note(f"{kind} emotion not one of the 7 CAS(ME)^3 labels: left unlabelled")
+        au = cell_str(cells[cols["au"]]) if "au" in cols else ""
+        yield where, subject, video, onset, apex, offset, au, emotion_raw
+
+
+def _label_sheet(path: Path) -> Sheet:
+    sheets = read_workbook(path)
+    if "label" in sheets:
+        return sheets["label"]
+    raise UserError(f"{path}: sheet 'label' not found (sheets: {list(sheets)})")
+
+
+def _row(subject, video, onset, apex, offset, kind, emotion_raw, au, where) -> dict:
+    return dict(dataset="casme3a", subject=subject, video=video, onset=onset, apex=apex, offset=offset, type=kind,
+                emotion=to_emotion4(emotion_raw) if emotion_raw in CASME3_EMOTIONS else "",
+                emotion_raw=emotion_raw, self_report="", aus=au, fps=CASME3_FPS, row=where)
+
+
+def load_casme3_annotations(micro_labels: Optional[os.PathLike] = None, workbook: Optional[os.PathLike] = None,
+                            macro_labels: Optional[os.PathLike] = None, missing_offset: MissingOffset = "apex"):
+    """The expressions of CAS(ME)^3 part A, without frames.
+
+    Args:
+        micro_labels: the micro-expression label workbook (sheet ``label``); alone, it gives
+            the micro rows with their emotions.
+        workbook: the all-expression workbook (macro and micro rows, no emotions); when
+            given, its rows are the table and the label workbooks lend their emotions to the
+            rows with the same subject, video and onset (or apex).
+        macro_labels: the macro-expression emotion workbook, where distributed.
+        missing_offset: policy for offset 0.
+    Subjects are written ``spNO.<n>``, videos lower case; 7 emotions map to the 4 classes.
+    """
+    if micro_labels is None and workbook is None:
+        raise UserError("CAS(ME)^3: give the micro-expression label workbook (cas(me)3_part_A_ME_label*.xlsx), "
+                        "the all-expression workbook (CAS(ME)3_part_A*.xls), or both")
+    quirks = Quirks()
+    labels: Dict[str, Dict[Tuple[str, str, int], str]] = {"micro": {}, "macro": {}}
+    micro_rows = []
+    for kind, path in (("micro", micro_labels), ("macro", macro_labels)):
+        if path is None:
+            continue
+        # Rows that only lend their emotion are not reported, and need no missing-offset policy.
+        table_rows = kind == "micro" and workbook is None
+        for where, subject, video, onset, apex, offset, au, emotion_raw in _casme3_label_rows(
+                _label_sheet(Path(path)), quirks if table_rows else Quirks(),
+                missing_offset if table_rows else "apex", kind):
+            for frame in (onset, apex):
+                labels[kind].setdefault((subject, video, frame), emotion_raw)
+            if table_rows:
+                micro_rows.append(_row(subject, video, onset, apex, offset, "micro", emotion_raw, au, where))
+    if workbook is None:
+        if not micro_rows:
+            raise UserError(f"{micro_labels}: no expression rows in sheet 'label'")
+        return make_table(micro_rows, ANNOTATION_COLUMNS, quirks)
+
+    wb = Path(workbook)
+    sheet = next(iter(read_workbook(wb).values()))
+    header, cols = header_columns(sheet, _CASME3_COLUMNS, ("subject", "filename", "onset", "apex", "offset", "type"))
+    rows = []
+    for number, cells in sheet.rows:
+        if number <= header or blank(cells):
+            continue
+        where = sheet.where(number)
+        cells = list(cells) + [None] * (max(cols.values()) + 1 - len(cells))
+        subject = casme3_subject(cells[cols["subject"]], quirks)
+        video = _casme3_video(cells[cols["filename"]], quirks)
+        if not subject or not video:
+            raise UserError(f"{where}: subject or filename is empty")
+        onset, apex, raw_offset = _casme3_frames(cells, cols, where)
+        offset = fill_offset(onset, apex, raw_offset, missing_offset, where)
+        if raw_offset <= 0:
+            quirks.note(missing_offset_quirk(missing_offset))
+        if offset is None:
+            continue
+        if onset > offset:
+            raise UserError(f"{where}: onset {onset} is after offset {offset}")
+        kind = expression_type(cell_str(cells[cols["type"]]))
+        if kind is None:
+            raise UserError(f"{where}: expression type {cells[cols['type']]!r} is neither macro- nor micro-expression")
         emotion_raw = ""
-        if etype == "micro":
-            key = (_norm_subject(subject), filename.lower())
-            emotion_raw = micro_emotion.get((*key, onset), micro_emotion.get((*key, apex), ""))
-        vkey = (subject.lower(), filename.lower())
-        if vkey not in lengths:
-            source = _find_casme3_source(frames_root, subject, filename, where)
-            lengths[vkey] = (source, *video_length(source))
-        source, n_frames, first, video_fps = lengths[vkey]
-        rows.append(dict(
-            dataset="casme3a", subject=Path(source).relative_to(frames_root).parts[0], video=filename.lower(),
-            onset=onset, apex=apex, offset=offset, type=etype, emotion=to_emotion4(emotion_raw),
-            emotion_raw=emotion_raw, self_report="", aus=_cell_str(r[cols["au"]]), n_frames=n_frames,
-            fps=video_fps or CASME3_FPS, source=str(source), first_frame=first, row=where,
-        ))
+        source = micro_labels if kind == "micro" else macro_labels
+        if source is not None:
+            table = labels[kind]
+            emotion_raw = table.get((subject, video, onset), table.get((subject, video, apex), ""))
+            if not emotion_raw:
+                quirks.note(f"{kind} row without a matching row in the {kind} label workbook: no emotion")
+        rows.append(_row(subject, video, onset, apex, offset, kind, emotion_raw,
+                         cell_str(cells[cols["au"]]) if "au" in cols else "", where))
     if not rows:
-        raise UserError(f"{where0}: no expression rows")
-    return make_table(rows)
+        raise UserError(f"{sheet.where()}: no expression rows")
+    return make_table(rows, ANNOTATION_COLUMNS, quirks)
+
+
+def casme3_source(frames_root: Path, subject: str, video: str) -> Path:
+    """``frames_root/spNO.1/a/color`` (or ``.../a``), folders matched case-insensitively."""
+    subject_dir = child_ci(frames_root, subject)
+    if subject_dir is None:
+        raise UserError(f"{frames_root / subject}: subject folder not found (spNO/spNo in any case)")
+    video_dir = child_ci(subject_dir, video)
+    if video_dir is None:
+        raise UserError(f"{subject_dir / video}: video folder not found")
+    color = child_ci(video_dir, "color")
+    return color if color is not None and color.is_dir() else video_dir

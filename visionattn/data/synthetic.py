@@ -16,9 +16,9 @@ at a known place) with expression events that have onset, apex and offset:
 Subjects differ in crop, scale, position, mirror image, rotation and colour, so
 leave-one-subject-out evaluation means something. Output is deterministic for a seed.
 
-Layout written (what :func:`visionattn.data.casme.load_casme2` reads)::
+Layout written (the real CAS(ME)^2 layout, read by :func:`visionattn.data.datasets.load_table`)::
 
-    OUT/CAS(ME)^2code_final.xlsx     header-less expression sheet, subject sheet, code sheet
+    OUT/CAS(ME)^2code_final.xlsx     CASFEcode_final, naming rule1, naming rule2 (no headers)
     OUT/rawpic/s15/15_0101disgust1/img1.jpg ...   (or .../15_0101disgust1.mp4 with --format video)
     OUT/ground_truth.csv             the same intervals as MEGC CSV (subject,video,onset,...)
     OUT/synth.json                   the settings, to refuse mixing datasets in one folder
@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+import pandas as pd
 
-from ..evaluation import Interval, write_intervals_csv
-from ..utils import UserError, atomic_path, atomic_write_json
-from .annotations import expression_profile
+from ..utils import UserError, atomic_path, atomic_write_json, atomic_write_text
+from .annotations import GROUND_TRUTH_COLUMNS, expression_profile, ground_truth_csv
 
 # CAS(ME)^2's subject folders and video codes, so the synthetic set has the real layout.
 CASME2_SUBJECTS = ["s15", "s16", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27",
@@ -317,17 +317,14 @@ def generate(out: Path, cfg: SynthConfig, workers: int = 2, log=print) -> dict:
 
     photo = _astronaut_bgr()
     n_frames = int(round(cfg.seconds * cfg.fps))
-    rows, gt_rows, t0 = [], [], time.perf_counter()
+    rows, truths, t0 = [], [], time.perf_counter()
     for s in range(cfg.subjects):
         subject = make_subject(s, cfg, np.random.default_rng([cfg.seed, s, 0]))
         base = render_base(subject, cfg, photo)
         fields = action_fields(subject, cfg)
         num = int(subject.name[1:])
         for v in range(cfg.videos_per_subject):
-            code, name = CASME2_VIDEOS[v % len(CASME2_VIDEOS)]
-            if v >= len(CASME2_VIDEOS):
-                code = f"{int(code) + 100 * (v // len(CASME2_VIDEOS)):04d}"
-                name = f"{name}r{v // len(CASME2_VIDEOS)}"
+            code, name = casme2_video(v)
             rng = np.random.default_rng([cfg.seed, s, v + 1])
             events = plan_events(n_frames, cfg, rng)
             stem = f"{num}_{code}{name}"
@@ -349,9 +346,11 @@ def generate(out: Path, cfg: SynthConfig, workers: int = 2, log=print) -> dict:
                 aus = "+".join(au[2:] for au in EMOTION_PATTERNS[ev.emotion])
                 rows.append([s + 1, f"{name}_{k}", ev.onset + 1, ev.apex + 1, ev.offset + 1, aus, ev.emotion,
                              f"{ev.type}-expression", report])
-                gt_rows.append(Interval(subject.name, code, ev.onset + 1, ev.offset + 1, ev.type, ev.emotion))
+                truths.append([subject.name, code, ev.onset + 1, ev.apex + 1, ev.offset + 1, ev.type, ev.emotion,
+                               ev.emotion, aus])
     _write_workbook(out, cfg, rows)
-    write_intervals_csv(out / "ground_truth.csv", gt_rows, score=False)
+    # From the events themselves (not read back from the workbook), in the layout of `visionattn annotations`.
+    atomic_write_text(out / "ground_truth.csv", ground_truth_csv(pd.DataFrame(truths, columns=GROUND_TRUTH_COLUMNS)))
     summary = {"settings": settings, "complete": True, "videos": cfg.subjects * cfg.videos_per_subject,
                "frames_per_video": n_frames, "expressions": len(rows),
                "micro": sum(r[7].startswith("micro") for r in rows)}
@@ -359,16 +358,35 @@ def generate(out: Path, cfg: SynthConfig, workers: int = 2, log=print) -> dict:
     return summary
 
 
-def _write_workbook(out: Path, cfg: SynthConfig, rows: List[list]) -> None:
-    import pandas as pd
+def casme2_video(v: int) -> Tuple[str, str]:
+    """(4-digit code, name) of a subject's ``v``-th video: CAS(ME)^2's, then repeats with new codes."""
+    code, name = CASME2_VIDEOS[v % len(CASME2_VIDEOS)]
+    if v >= len(CASME2_VIDEOS):
+        code = f"{int(code) + 100 * (v // len(CASME2_VIDEOS)):04d}"
+        name = f"{name}r{v // len(CASME2_VIDEOS)}"
+    return code, name
 
-    subjects = [[i + 1, subject_folder(i)] for i in range(cfg.subjects)]
-    codes = [[code, name] for code, name in CASME2_VIDEOS]
+
+def _write_workbook(out: Path, cfg: SynthConfig, rows: List[list]) -> None:
+    """The real CAS(ME)^2 workbook layout: three header-less sheets. Sheet 2 has one row per
+    expression row (subject number, folder, subject index); sheet 3 maps the video code,
+    stored as a number (101), to the video name."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    expressions = book.active
+    expressions.title = "CASFEcode_final"
+    subjects = book.create_sheet("naming rule1")
+    videos = book.create_sheet("naming rule2")
+    for row in rows:
+        expressions.append(row)
+        folder = subject_folder(row[0] - 1)
+        subjects.append([int(folder[1:]), folder, row[0]])
+    for v in range(cfg.videos_per_subject):
+        code, name = casme2_video(v)
+        videos.append([int(code), name])
     with atomic_path(out / "CAS(ME)^2code_final.xlsx", suffix=".xlsx") as tmp:
-        with pd.ExcelWriter(tmp, engine="openpyxl") as xw:
-            pd.DataFrame(rows).to_excel(xw, sheet_name="Sheet1", header=False, index=False)
-            pd.DataFrame(subjects).to_excel(xw, sheet_name="naming rule1", header=False, index=False)
-            pd.DataFrame(codes, dtype=str).to_excel(xw, sheet_name="naming rule2", header=False, index=False)
+        book.save(tmp)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-TYPES = ("micro", "macro")
-# Spellings accepted for the type column (compared lower-cased), mapped to the stored name.
+from ..data.annotations import EXPRESSION_TYPES
+
+TYPES = EXPRESSION_TYPES
+# Spellings accepted for the type column (compared lower-cased), mapped to the stored name;
+# ``me`` / ``mae`` are the short forms of MEGC submissions.
 TYPE_ALIASES = {
-    "micro": "micro", "micro-expression": "micro",
-    "macro": "macro", "macro-expression": "macro",
+    "micro": "micro", "micro-expression": "micro", "me": "micro",
+    "macro": "macro", "macro-expression": "macro", "mae": "macro",
 }
+UNTYPED = ""  # the type of an interval read from a file without a type column
 
 Threshold = Union[float, int, str, Fraction]
 VideoKey = Tuple[str, str]
@@ -35,8 +39,9 @@ class Interval:
     """One ground-truth or predicted expression: frames ``onset..offset`` (inclusive) of a video.
 
     ``type`` is stored as ``"micro"`` or ``"macro"`` (``"Micro-expression"`` etc. are accepted),
-    ``emotion`` lower-cased; an empty emotion means "not labelled" and belongs to no class.
-    ``score`` ranks predictions for detection mAP; ground truth ignores it.
+    or ``""`` (:data:`UNTYPED`) when the file has no type column; ``emotion`` lower-cased; an
+    empty emotion means "not labelled" and belongs to no class. ``score`` ranks predictions for
+    detection mAP; ground truth ignores it.
     """
 
     subject: str
@@ -48,7 +53,7 @@ class Interval:
     score: float = 1.0
 
     def __post_init__(self) -> None:
-        kind = normalise_type(self.type)
+        kind = UNTYPED if self.type == UNTYPED else normalise_type(self.type)
         if kind is None:
             raise ValueError(f"unknown expression type {self.type!r}; allowed: {', '.join(TYPE_ALIASES)}")
         if self.onset > self.offset:
@@ -64,6 +69,16 @@ class Interval:
     @property
     def length(self) -> int:
         return self.offset - self.onset + 1
+
+
+def is_typed(*groups: Iterable[Interval]) -> bool:
+    """True when every interval of every group has a type (micro or macro)."""
+    return all(x.type != UNTYPED for group in groups for x in group)
+
+
+def video_name(subject: str, video: str) -> str:
+    """MEGC's ``vid`` of a video: ``subject_video`` (``s15_0101``, SAMM-LV ``006_1``, ``spNO.1_a``)."""
+    return f"{subject}_{video}"
 
 
 def overlap(a: Interval, b: Interval) -> Tuple[int, int]:

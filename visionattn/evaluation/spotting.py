@@ -2,12 +2,14 @@
 
 Counts are pooled over the whole dataset (summed over videos, never averaged per video), and
 ``overall`` is the sum of the micro and macro counts, as in the MEGC spotting challenges.
+When either side has no types (a file without a type column, as the official STRS layout),
+there are no per-type rows: ``overall`` matches all predictions against all truths.
 """
 from __future__ import annotations
 
 from typing import Dict, List, Sequence, Tuple
 
-from .intervals import TYPES, Interval, Threshold, greedy_match
+from .intervals import TYPES, Interval, Threshold, greedy_match, is_typed
 
 
 def _ratio(num: int, den: int) -> float:
@@ -27,8 +29,11 @@ def spotting_matches(gt: Sequence[Interval], pred: Sequence[Interval],
     """Per type, the matched ``(pred_index, gt_index)`` pairs (indices into ``pred`` and ``gt``).
 
     A prediction of one type can only match a truth of the same type; within a type the
-    matching is :func:`~visionattn.evaluation.intervals.greedy_match` in file order.
+    matching is :func:`~visionattn.evaluation.intervals.greedy_match` in file order. Untyped
+    input gives ``{"overall": pairs}`` of one matching over everything.
     """
+    if not is_typed(gt, pred):
+        return {"overall": greedy_match(gt, pred, iou)}
     out = {}
     for kind in TYPES:
         g_idx = [i for i, x in enumerate(gt) if x.type == kind]
@@ -40,8 +45,12 @@ def spotting_matches(gt: Sequence[Interval], pred: Sequence[Interval],
 
 def spotting_scores(gt: Sequence[Interval], pred: Sequence[Interval],
                     iou: Threshold = 0.5) -> Dict[str, Dict[str, float]]:
-    """``{"micro": prf, "macro": prf, "overall": prf}`` with ``prf`` as returned by :func:`prf`."""
+    """``{"micro": prf, "macro": prf, "overall": prf}`` with ``prf`` as returned by :func:`prf`;
+    only ``{"overall": prf}`` for untyped input."""
     matches = spotting_matches(gt, pred, iou)
+    if "overall" in matches:
+        tp = len(matches["overall"])
+        return {"overall": prf(tp, len(pred) - tp, len(gt) - tp)}
     out = {}
     for kind in TYPES:
         tp = len(matches[kind])

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.annotations import loso_folds
 from ..data.cache import ArrayCache, settings_key
+from ..data.datasets import load_table
 from ..data.identifiers import annotated_frame_numbers, rows_of, video_id
 from ..features.extraction import extract_features
 from ..features.pretraining import check_not_trained_on, encoder_key, pretrain_frame_encoder
@@ -44,16 +45,6 @@ class VideoRecord:
     segments: np.ndarray   # (N, 2) float rows, inclusive [onset, offset]
     types: np.ndarray      # (N,) 0 micro, 1 macro
     emotions: np.ndarray   # (N,) index into EMOTION_NAMES or IGNORE_EMOTION
-
-
-def load_table(dataset: str, root: str, missing_offset: Union[str, int] = "apex") -> pd.DataFrame:
-    from ..data.casme import load_casme2, load_casme3
-
-    if dataset in ("casme2", "synthetic"):
-        return load_casme2(root, missing_offset=missing_offset, dataset=dataset)
-    if dataset == "casme3":
-        return load_casme3(root, missing_offset=missing_offset)
-    raise UserError(f"dataset {dataset!r}: choose casme2, casme3 or synthetic")
 
 
 class TrainWindows(Dataset):

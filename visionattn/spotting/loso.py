@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> dict:
     from .cli import fedn_cli
-    from .datamodule import load_table
+    from ..data.datasets import load_table
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

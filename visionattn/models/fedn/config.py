@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal, Optional, Tuple
 
-TYPE_NAMES: Tuple[str, str] = ("micro", "macro")
-EMOTION_NAMES: Tuple[str, ...] = ("negative", "positive", "surprise", "others")
+from ...data.annotations import EMOTIONS4 as EMOTION_NAMES
+from ...data.annotations import EXPRESSION_TYPES as TYPE_NAMES
 
 Range = Tuple[float, float]
 

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo install clean
+.PHONY: test demo install clean bundled-model
 
 $(STAMP): setup.cfg pyproject.toml tools/install_mmdet.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/visionattn demo --out outputs/demo
+
+# Retrain the FEDN model shipped in visionattn/weights/ (about 20 min on 2 cores; resumable).
+bundled-model: $(STAMP)
+	$(PY) tools/build_bundled_model.py
 
 clean:
 	rm -rf $(VENV) outputs

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from visionattn.inference.detector import resample
+from visionattn.data.frames import resample
 from visionattn.inference.stitching import WindowStitcher
 
 
@@ -129,10 +129,8 @@ TINY = {
     "model": {"fedn": {"embed_dim": 32, "num_heads": 2, "num_levels": 4,
                        "regression_ranges": [[0, 4], [4, 8], [8, 16], [16, 10000]],
                        "pre_nms_threshold": 0.0, "min_score": 0.0}},
-    # the encoder is pretrained on the training subject first, as the synthetic recipe does, so
-    # detect must find that encoder through the checkpoint
-    "data": {"dataset": "synthetic", "features": {"backbone": "resnet18", "face_size": 48, "detect_every": 10,
-                                                  "pretrain": {"steps": 2, "batch_size": 4}},
+    # the default features: landmark front end, motion and appearance streams
+    "data": {"dataset": "synthetic", "features": {"face_size": 64, "detect_every": 10},
              "val_subjects": 1, "window": 128, "windows_per_epoch": 4, "batch_size": 2},
 }
 
@@ -174,14 +172,15 @@ def test_detect_matches_training_predictions_and_writes_every_output(trained, ca
                  "--threshold", "0.0", "--no-progress"]) == 0
     result = json.loads((out / f"{video.stem}.json").read_text())
     assert result["fps"] == pytest.approx(30.0) and result["frame_count"] == 360 and result["face_found"]
-    expected = sorted((p.onset - 1, p.offset - 1, p.type, p.score)  # dataset counts from 1
+    expected = sorted((p.onset, p.offset, p.type, p.score)  # both count a video file's frames from 1
                       for p in read_intervals_csv(root / "pred" / "predictions_test_all_scores.csv"))
     got = sorted((i["onset"], i["offset"], i["type"], i["score"]) for i in result["intervals"])
     assert got and [g[:3] for g in got] == [e[:3] for e in expected]
     assert [g[3] for g in got] == pytest.approx([e[3] for e in expected], abs=1e-3)  # scores are rounded
     for i in result["intervals"]:
-        assert i["onset_s"] == pytest.approx(i["onset"] / 30.0, abs=1e-3)
-        assert i["offset_s"] == pytest.approx(i["offset"] / 30.0, abs=1e-3)
+        assert i["onset_s"] == pytest.approx((i["onset"] - 1) / 30.0, abs=1e-3)
+        assert i["offset_s"] == pytest.approx((i["offset"] - 1) / 30.0, abs=1e-3)
+    assert result["frame_numbering"] == "1-based frame numbers of the video file"
     rows = read_intervals_csv(out / f"{video.stem}.csv")
     assert len(rows) == len(result["intervals"]) and rows[0].video == video.stem
     assert cv2.imread(str(out / f"{video.stem}_timeline.png")) is not None
@@ -302,9 +301,9 @@ def test_record_round_trips_the_trained_model(trained, tmp_path) -> None:
         assert set(model.state_dict()) == set(weights)
         assert all(torch.equal(model.state_dict()[k], weights[k]) for k in weights)
         assert rec.threshold_tuple() == tuple(lightning_ckpt["state_dict"]["threshold"].tolist())
-        assert rec.window == 128 and rec.fps == 30.0 and rec.model.feature_dim == 512
-        assert rec.features.face_size == 48 and rec.features.pretrain is None and rec.features.checkpoint_path
-        x = torch.randn(1, 100, 512)
+        assert rec.window == 128 and rec.fps == 30.0 and rec.model.feature_dim == 2 + 27 + 7 + 128
+        assert rec.features.face_size == 64 and rec.features.streams == ("motion", "appearance")
+        x = torch.randn(1, 100, rec.model.feature_dim)
         torch.manual_seed(0)
         assert torch.equal(model.temporal(x)["type_logits"][0], record.build_model().temporal(x)["type_logits"][0])
 

@@ -65,7 +65,8 @@ def dataset(tmp_path_factory):
 
 
 def settings(steps=3):
-    return FeatureSettings(face_size=40, detect_every=10, pretrain=EncoderPretraining(steps=steps, batch_size=6))
+    return FeatureSettings(front_end="haar", streams=("encoder",), face_size=40, detect_every=10,
+                           pretrain=EncoderPretraining(steps=steps, batch_size=6))
 
 
 def datamodule(root, **kw):
@@ -111,7 +112,8 @@ def test_an_encoder_that_saw_a_test_subject_is_refused(dataset, tmp_path):
     fake.write_bytes(b"x")
     fake.with_suffix(".json").write_text(json.dumps(
         {"train_subjects": ["s20"], "dataset_root": str((dataset / "ds").resolve())}))
-    dm = datamodule(dataset, features=FeatureSettings(face_size=40, checkpoint_path=str(fake)))
+    dm = datamodule(dataset, features=FeatureSettings(front_end="haar", streams=("encoder",), face_size=40,
+                                                          checkpoint_path=str(fake)))
     with pytest.raises(UserError, match=r"pretrained on \['s20'\]"):
         dm.prepare_data()
 

@@ -1,6 +1,8 @@
 """The timeline PNG and the annotated mp4 written next to ``visionattn detect``'s results."""
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -9,12 +11,18 @@ from skimage import data as skdata
 import visionattn.inference.annotate as annotate_mod
 from visionattn.inference.annotate import write_annotated
 from visionattn.inference.result import DetectedInterval, VideoResult
+from visionattn.evaluation import Interval
+from visionattn.inference.signals import TimelineSignals, fer_to_megc
 from visionattn.inference.timeline import (
     AXES_RECT,
+    DPI,
     EMOTION_COLORS,
+    FIGSIZE_IN,
+    THRESHOLD_COLOR,
     draw_timeline,
     emotion_bgr,
     time_extent,
+    timeline_layout,
 )
 from visionattn.utils import UserError
 
@@ -288,3 +296,243 @@ def test_annotated_video_unwritable_raises_user_error(tmp_path, source_video, mo
     with pytest.raises(UserError, match="a.mp4"):
         write_annotated(source_video, _video_result(), _boxes(0), out, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------- timeline: why
+
+
+FER7 = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # FER2013's order (realface.md)
+
+
+def _why_result(**kw) -> VideoResult:
+    """60 s at 30 fps in a folder numbering whose first frame is 100: frame n is at (n - 100) / 30 s."""
+    defaults = dict(video="/videos/s15/clip01", fps=30.0, frame_count=1800, duration_s=60.0, width=640, height=480,
+                    face_found=True, threshold={"micro": 0.5, "macro": 0.5}, first_frame=100,
+                    frame_numbering="the frame folder's own numbers")
+    defaults.update(kw)
+    return VideoResult(**defaults)
+
+
+def _signals(score=None, threshold=0.5, probs=None, names=FER7, label="FEDN score") -> TimelineSignals:
+    t = np.arange(1800) / 30.0
+    return TimelineSignals(times_s=t, score=None if score is None else np.broadcast_to(score, t.shape).copy(),
+                           score_label=label, score_threshold=threshold, emotion_probs=probs, emotion_names=names)
+
+
+def _panel_rows(rect, height_px, lo=0.0, hi=1.0):
+    """Pixel rows of the panel ``rect``: a function value -> row, and the (top, bottom) rows inside it."""
+    def row(v):
+        return height_px * (1 - (rect[1] + rect[3] * (v - lo) / (hi - lo)))
+    return row, (int(row(hi)) + 3, int(row(lo)) - 3)
+
+
+def _hex_bgr(hex_colour: str):
+    h = hex_colour.lstrip("#")
+    return tuple(int(h[i:i + 2], 16) for i in (4, 2, 0))
+
+
+def test_timeline_layout_keeps_time_columns_and_margins():
+    assert timeline_layout() == (FIGSIZE_IN, {"intervals": AXES_RECT})
+    size, rects = timeline_layout(score=True, emotions=True, truths=True)
+    assert list(rects) == ["score", "emotions", "intervals"] and size[0] == FIGSIZE_IN[0] and size[1] > FIGSIZE_IN[1]
+    for rect in rects.values():  # same columns as the default picture: a time has one pixel column
+        assert rect[0] == AXES_RECT[0] and rect[2] == AXES_RECT[2]
+    tops = [r[1] + r[3] for r in rects.values()]
+    bottoms = [r[1] for r in rects.values()]
+    assert all(b > t2 for b, t2 in zip(bottoms[:-1], tops[1:])), "panels overlap or are out of order"
+    # title and x-axis margins in inches are those of the default picture
+    assert (1 - tops[0]) * size[1] == pytest.approx((1 - AXES_RECT[1] - AXES_RECT[3]) * FIGSIZE_IN[1])
+    assert bottoms[-1] * size[1] == pytest.approx(AXES_RECT[1] * FIGSIZE_IN[1])
+
+
+@pytest.mark.parametrize("score, threshold, hi", [
+    (0.1, 0.5, 1.05),  # probabilities: the axis runs to 1.05
+    (np.r_[np.full(900, 1.0), np.full(900, 8.0)], 4.0, 8.8),  # motion energy: to 1.1 x the highest value
+])
+def test_timeline_threshold_line_at_its_height(tmp_path, score, threshold, hi):
+    result = _why_result()
+    out = tmp_path / "t.png"
+    draw_timeline(result, out, signals=_signals(score=score, threshold=threshold, label="motion energy"))
+    image = _read_png(out)
+    size, rects = timeline_layout(score=True)
+    assert image.shape[0] == pytest.approx(size[1] * DPI, abs=1) and image.shape[1] == 1440
+    row, (top, bottom) = _panel_rows(rects["score"], image.shape[0], 0.0, hi)
+    inside = slice(int(_x_pixel(1.0, result, 1440)), int(_x_pixel(59.0, result, 1440)))
+    close = np.all(np.abs(image[:, inside].astype(int) - np.array(_hex_bgr(THRESHOLD_COLOR))) <= 40, axis=2)
+    counts = close.sum(axis=1)
+    rows = np.flatnonzero(counts >= 0.3 * counts.max())
+    assert counts.max() > 300, "no dashed threshold line across the panel"
+    assert top <= rows.min() and rows.max() <= bottom
+    assert abs(rows.mean() - row(threshold)) <= 2
+
+
+def test_timeline_shot_cut_line_crosses_every_panel_at_its_frame(tmp_path):
+    # folder frame 700 with the first frame numbered 100 is 20 s in (23.3 s if the numbering were ignored)
+    result = _why_result(shot_cuts=[700])
+    probs = np.tile([0.4, 0.2, 0.1, 0.05, 0.1, 0.05, 0.1], (1800, 1))
+    out = tmp_path / "t.png"
+    draw_timeline(result, out, signals=_signals(score=0.1, probs=probs), truths=[])
+    image = _read_png(out)
+    _, rects = timeline_layout(score=True, emotions=True, truths=True)
+    x = int(round(_x_pixel(20.0, result, 1440)))
+    for name, rect in rects.items():
+        _, (top, bottom) = _panel_rows(rect, image.shape[0])
+        band = image[top:bottom].astype(int).max(axis=2)  # brightest channel: dark only where black
+        at_cut = band[:, x - 1:x + 2].min(axis=1) < 90
+        aside = band[:, x + 12:x + 15].min(axis=1) < 90
+        assert at_cut.mean() > 0.9, f"no cut line in the {name} panel"
+        assert aside.mean() < 0.2, f"dark column beside the cut in the {name} panel"
+
+
+def test_timeline_no_face_span_shaded_in_every_panel(tmp_path):
+    # folder frames 1300..1599 (first frame 100) at 30 fps: 40 s to 50 s; no probabilities without a face
+    result = _why_result(frames_without_face=[[1300, 1599]])
+    probs = np.tile([0.4, 0.2, 0.1, 0.05, 0.1, 0.05, 0.1], (1800, 1))
+    probs[1200:1500] = np.nan
+    out = tmp_path / "t.png"
+    draw_timeline(result, out, signals=_signals(score=0.1, probs=probs))
+    image = _read_png(out)
+    _, rects = timeline_layout(score=True, emotions=True)
+    for name, rect in rects.items():
+        row, _ = _panel_rows(rect, image.shape[0])
+        y = int(row(0.93))  # near the panel's top, above the score curve
+        inside = image[y, int(_x_pixel(45.0, result, 1440))].astype(int)
+        assert np.all((inside > 180) & (inside < 245)) and np.ptp(inside) <= 6, f"{name}: expected light grey"
+        before = image[y, int(_x_pixel(38.0, result, 1440))].astype(int)
+        assert not (np.all((before > 180) & (before < 245)) and np.ptp(before) <= 6), f"{name}: grey before 40 s"
+        after = image[y, int(_x_pixel(52.0, result, 1440))].astype(int)
+        if name != "emotions":  # there the stacked probabilities fill the panel
+            assert np.all(after >= 250), f"{name}: background should be white after 50 s"
+
+
+def test_timeline_ground_truth_bars_in_their_lanes(tmp_path):
+    # frames 400..700 -> 10 s .. 20 s (first frame 100); "happiness" is the dataset word for positive.
+    # The untyped truth lasts 10 frames = 0.33 s <= 0.5 s, so it is laned as micro.
+    truths = [Interval("s15", "clip01", 400, 700, "macro", "happiness"),
+              Interval("s15", "clip01", 1300, 1309, "", "surprise")]
+    result = _why_result(intervals=[_iv(30.0, 35.0, "micro", "negative", 1.0)])
+    out = tmp_path / "t.png"
+    draw_timeline(result, out, truths=truths)
+    image = _read_png(out)
+    size, rects = timeline_layout(truths=True)
+    assert image.shape[0] == pytest.approx(size[1] * DPI, abs=1)
+    # lanes bottom to top: micro GT, micro, macro GT, macro; y from -0.5 to 3.75
+    row, _ = _panel_rows(rects["intervals"], image.shape[0], -0.5, 3.75)
+    right = (AXES_RECT[0] + AXES_RECT[2]) * 1440
+
+    def lane_cols(lane_y, emotion):
+        band = image[int(row(lane_y + 0.35)):int(row(lane_y - 0.35))]
+        cols = _columns_with(band, emotion_bgr(emotion))
+        return cols[cols < right]
+
+    gt = lane_cols(2, "positive")
+    assert gt.size, "no ground-truth bar in the macro GT lane"
+    assert abs(gt.min() - _x_pixel(10.0, result, 1440)) <= 3 and abs(gt.max() - _x_pixel(20.0, result, 1440)) <= 3
+    assert lane_cols(3, "positive").size == 0 and lane_cols(1, "positive").size == 0
+    short = lane_cols(0, "surprise")
+    assert short.size and abs(short.mean() - _x_pixel(40.15, result, 1440)) <= 3
+    assert lane_cols(1, "negative").size and lane_cols(0, "negative").size == 0  # the detection stays in its lane
+
+
+def test_timeline_emotion_panel_shows_the_dominant_class(tmp_path):
+    # FER rows: 10-20 s happy 0.9 (MEGC: negative 4/60, positive 0.9, ...); elsewhere negative 0.8,
+    # positive 0.05, surprise 0.05, others (neutral) 0.1, stacked in that order from the bottom.
+    probs = np.tile([0.4, 0.2, 0.1, 0.05, 0.1, 0.05, 0.1], (1800, 1))
+    probs[300:600] = [0.1 / 6, 0.1 / 6, 0.1 / 6, 0.9, 0.1 / 6, 0.1 / 6, 0.1 / 6]
+    result = _why_result()
+    out = tmp_path / "t.png"
+    draw_timeline(result, out, signals=_signals(probs=probs))
+    image = _read_png(out)
+    _, rects = timeline_layout(emotions=True)
+    row, _ = _panel_rows(rects["emotions"], image.shape[0])
+
+    def colour_at(t, p):
+        return image[int(row(p)), int(_x_pixel(t, result, 1440))].astype(int)
+
+    for t, p, emotion in [(15.0, 0.5, "positive"), (40.0, 0.4, "negative"), (40.0, 0.95, "others"),
+                          (40.0, 0.875, "surprise"), (15.0, 0.03, "negative")]:
+        assert np.abs(colour_at(t, p) - np.array(emotion_bgr(emotion))).max() <= 12, (t, p, emotion)
+
+
+def test_fer_to_megc_sums_the_groups():
+    row = np.array([0.10, 0.20, 0.05, 0.30, 0.15, 0.12, 0.08])  # angry disgust fear happy sad surprise neutral
+    expected = np.array([0.10 + 0.20 + 0.05 + 0.15, 0.30, 0.12, 0.08])  # negative positive surprise others
+    assert fer_to_megc(row, FER7) == pytest.approx(expected)
+    assert fer_to_megc(row) == pytest.approx(expected)  # default order: the mini-Xception's classes
+    order = [6, 0, 5, 1, 4, 2, 3]  # the same probabilities, classes listed in another order
+    assert fer_to_megc(row[order], [FER7[i] for i in order]) == pytest.approx(expected)
+    batch = np.stack([row, np.full(7, np.nan), np.eye(7)[6]])
+    out = fer_to_megc(batch, FER7)
+    assert out.shape == (3, 4) and np.all(np.isnan(out[1])) and out[2] == pytest.approx([0, 0, 0, 1])
+    assert out[0] == pytest.approx(expected)
+    with pytest.raises(ValueError):
+        fer_to_megc(row[:4], ["angry", "happy", "surprise", "neutral"])
+
+
+def test_video_result_json_round_trip_and_old_files(tmp_path):
+    result = _why_result(intervals=[DetectedInterval(400, 700, 10.0, 20.0, "macro", "positive", 0.75)],
+                         frames_without_face=[[1300, 1599]], shot_cuts=[700, 1650], method="flow",
+                         model={"name": "farneback", "description": "optical-flow spotter, no training"})
+    path = tmp_path / "clip01.json"
+    result.write_json(path)
+    on_disk = json.loads(path.read_text())
+    assert on_disk["method"] == "flow" and on_disk["shot_cuts"] == [700, 1650] and on_disk["first_frame"] == 100
+    assert on_disk["frame_numbering"] == "the frame folder's own numbers" and on_disk["model"]["name"] == "farneback"
+    assert VideoResult.read_json(path) == result
+
+    new_keys = ("method", "model", "shot_cuts", "frame_numbering", "first_frame")
+    old = {k: v for k, v in on_disk.items() if k not in new_keys}
+    legacy = VideoResult.from_dict(old)
+    assert legacy.method == "fedn" and legacy.model == {} and legacy.shot_cuts == [] and legacy.first_frame == 0
+    assert "0-based" in legacy.frame_numbering and legacy.intervals == result.intervals
+
+    del old["fps"]
+    path.write_text(json.dumps(old))
+    with pytest.raises(UserError, match=r"clip01\.json.*fps"):
+        VideoResult.read_json(path)
+    with pytest.raises(UserError, match="missing.json"):
+        VideoResult.read_json(tmp_path / "missing.json")
+
+
+def test_csv_rows_keep_the_stored_frame_numbers(tmp_path):
+    result = _why_result(intervals=[DetectedInterval(400, 700, 10.0, 20.0, "macro", "positive", 0.75)])
+    path = tmp_path / "clip01.csv"
+    result.write_csv(path)
+    lines = path.read_text().splitlines()
+    assert lines[0].split(",")[:4] == ["subject", "video", "onset", "offset"]
+    assert lines[1].split(",")[:4] == ["s15", "clip01", "400", "700"]
+
+
+def test_signals_npz_round_trip(tmp_path):
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.ones(7), size=50)
+    probs[10:12] = np.nan
+    full = TimelineSignals(np.arange(50) / 30.0, rng.uniform(size=50), "FEDN score", {"micro": 0.4, "macro": 0.6},
+                           probs, FER7, frames=np.arange(100, 150))
+    path = tmp_path / "clip01_signals.npz"
+    full.save_npz(path)
+    assert _leftovers(tmp_path, {path.name}) == []
+    back = TimelineSignals.load_npz(path)
+    assert np.array_equal(back.times_s, full.times_s) and np.array_equal(back.score, full.score)
+    assert np.array_equal(back.emotion_probs, full.emotion_probs, equal_nan=True)
+    assert back.emotion_names == FER7 and back.score_label == "FEDN score" and np.array_equal(back.frames, full.frames)
+    assert back.score_threshold == {"micro": 0.4, "macro": 0.6}
+
+    energy = TimelineSignals(np.arange(5) / 30.0, [0.0, 1.5, 9.0, np.nan, 2.0], "motion energy", 3.25)
+    energy.save_npz(path)
+    back = TimelineSignals.load_npz(path)
+    assert back.score_threshold == 3.25 and back.emotion_probs is None and back.frames is None
+    assert np.array_equal(back.score, energy.score, equal_nan=True)
+
+    bare = TimelineSignals(np.arange(3) / 30.0)
+    bare.save_npz(path)
+    back = TimelineSignals.load_npz(path)
+    assert back.score is None and back.score_threshold is None and len(back.times_s) == 3
+
+    with pytest.raises(UserError, match="nothere.npz"):
+        TimelineSignals.load_npz(tmp_path / "nothere.npz")
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(UserError, match="times_s"):
+        TimelineSignals.load_npz(tmp_path / "other.npz")
+    with pytest.raises(ValueError):
+        TimelineSignals(np.arange(5), score=np.zeros(4))

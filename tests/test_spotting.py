@@ -21,7 +21,7 @@ TINY = {
     },
     "model": {"fedn": {"embed_dim": 32, "num_heads": 2, "num_levels": 4,
                        "regression_ranges": [[0, 4], [4, 8], [8, 16], [16, 10000]]}},
-    "data": {"dataset": "synthetic", "features": {"backbone": "resnet18", "face_size": 48, "detect_every": 10},
+    "data": {"dataset": "synthetic", "features": {"face_size": 64, "detect_every": 10},
              "val_subjects": 1, "window": 128, "windows_per_epoch": 4, "batch_size": 2},
 }
 

@@ -32,6 +32,8 @@ SUBCOMMANDS = {
                  "score predicted expression intervals against ground truth (MEGC spotting, STRS, mAP)"),
     "train": ("visionattn.spotting.command",
               "train / test FEDN expression spotting with Lightning (LightningCLI: fit, validate, test)"),
+    "features": ("visionattn.spotting.features_command",
+                 "extract a FEDN config's per-frame features ahead of training (torchrun / SLURM: videos split)"),
     "loso": ("visionattn.spotting.loso",
              "train every leave-one-subject-out fold of a FEDN config and score the pooled predictions"),
     "annotations": ("visionattn.data.annotations_command",

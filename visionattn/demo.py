@@ -38,13 +38,12 @@ def train(root: Path, out: Path, test_subjects: List[str]) -> Path:
 
 
 def held_out_videos(root: Path, test_subjects: List[str]) -> dict:
-    """Source video -> (subject, video code, number of its first frame) for the held-out subjects."""
+    """Source video -> (subject, video code) for the held-out subjects."""
     from .data.datasets import load_table
 
     table = load_table("synthetic", str(root))
     rows = table[table["subject"].isin(test_subjects)].drop_duplicates(["subject", "video"])
-    return {src: (s, v, int(first)) for src, s, v, first in
-            zip(rows["source"], rows["subject"], rows["video"], rows["first_frame"])}
+    return {src: (s, v) for src, s, v in zip(rows["source"], rows["subject"], rows["video"])}
 
 
 def score(root: Path, detect_dir: Path, videos: dict) -> dict:
@@ -54,14 +53,14 @@ def score(root: Path, detect_dir: Path, videos: dict) -> dict:
     from .evaluation import Interval, evaluate, read_intervals_csv
     from .inference.command import outputs_for
 
-    keys = {(s, v) for s, v, _ in videos.values()}
+    keys = set(videos.values())
     truths = [t for t in read_intervals_csv(root / "ground_truth.csv") if (t.subject, t.video) in keys]
     preds = []
-    for src, (subject, video, first) in videos.items():
+    for src, (subject, video) in videos.items():
         result = json.loads(outputs_for(detect_dir, src)["json"].read_text())
-        # detect counts a video's frames from 0; the dataset's annotations from `first`
-        preds += [Interval(subject, video, i["onset"] + first, i["offset"] + first, i["type"], i["emotion"],
-                           i["score"]) for i in result["intervals"]]
+        # detect numbers a video file's frames from 1, as the dataset's annotations do
+        preds += [Interval(subject, video, i["onset"], i["offset"], i["type"], i["emotion"], i["score"])
+                  for i in result["intervals"]]
     return evaluate(truths, preds)
 
 

@@ -24,6 +24,9 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "fedn"
 
 ROWS: Dict[str, List[str]] = {
     "FEDN": [],
+    "motion only": ["--data.features.streams=[motion]"],
+    "appearance only": ["--data.features.streams=[appearance]"],
+    "earlier recipe": ["--config", str(CONFIG_DIR / "synthetic_encoder.yaml")],
     "without segment attention": ["--model.fedn.use_segment_attention=false"],
     "without sliding-window attention": ["--model.fedn.use_window_attention=false"],
     "without either": ["--model.fedn.use_segment_attention=false", "--model.fedn.use_window_attention=false"],

@@ -345,12 +345,19 @@ def loso_folds(
     subs = sorted(subjects if subjects is not None else table["subject"].unique().tolist())
     if len(subs) < 2:
         raise ValueError("leave-one-subject-out needs at least 2 subjects")
-    n_val = min(val_subjects, len(subs) - 2) if len(subs) > 2 else 0
     folds = []
     for i, test in enumerate(subs):
         rest = [s for s in subs if s != test]
-        rng = np.random.default_rng([seed, i])
-        val = sorted(rng.choice(rest, size=n_val, replace=False).tolist()) if n_val else []
-        train = tuple(s for s in rest if s not in val)
-        folds.append(Fold(test=test, train=train, val=tuple(val)))
+        val = validation_subjects(rest, val_subjects, [seed, i])
+        folds.append(Fold(test=test, train=tuple(s for s in rest if s not in val), val=tuple(val)))
     return folds
+
+
+def validation_subjects(candidates: Sequence[str], count: int, seed) -> List[str]:
+    """``count`` of the ``candidates`` (the subjects not held out for testing) set aside for model
+    selection, leaving at least one to train on: a fixed pseudo-random choice from ``seed`` (an
+    int or a list of ints, as numpy's ``default_rng`` takes), sorted."""
+    n = min(count, max(0, len(candidates) - 1))
+    if n == 0:
+        return []
+    return sorted(np.random.default_rng(seed).choice(sorted(candidates), size=n, replace=False).tolist())

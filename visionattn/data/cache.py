@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import warnings
 from pathlib import Path
@@ -21,8 +22,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from visionattn.data.faces import FacePipeline, FaceReport
-from visionattn.data.frames import DEFAULT_FPS, PathLike, index_ranges, iter_frames, probe
+from visionattn.data.faces import FacePipeline
+from visionattn.data.frames import DEFAULT_FPS, PathLike, index_ranges, iter_frames, iter_timed_frames, probe, resample
 from visionattn.utils import UserError, atomic_path, atomic_write_json
 
 _COPY_ROWS = 1024  # rows per block when copying a truncated partial file; bounds memory
@@ -245,52 +246,81 @@ def cache_face_crops(
     pipeline: Optional[FacePipeline] = None,
     chunk: int = 256,
     fps: float = DEFAULT_FPS,
-) -> tuple[np.ndarray, FaceReport]:
+    step_fps: Optional[float] = None,
+) -> tuple[np.ndarray, Any]:
     """Face crops of every frame of ``source`` as a cached ``(n_frames, size, size, 3)`` uint8
     memmap, plus the face report; computed once, resumed after an interruption.
 
-    ``pipeline`` must be fresh (it carries state) and its ``settings()`` should be part of the
-    cache's settings so that different crops never share a cache. ``fps`` is the frame rate of
-    an image folder, or the fallback for a video without one. Frames beyond the frame count the
-    container reports are not read; a video that ends early is cached with the frames it had.
+    ``pipeline`` (a face front end: anything whose ``process`` yields items with an ``image``;
+    the Haar :class:`FacePipeline` by default) must be fresh, and its ``settings()`` should be
+    part of the cache's settings so that different crops never share a cache. See
+    :func:`cache_face_rows` for ``fps`` and ``step_fps``.
     """
     pipeline = pipeline if pipeline is not None else FacePipeline()
     tail = (pipeline.size, pipeline.size, 3)
-    return cache_face_rows(source, cache, video_id, pipeline, None, tail, np.uint8, chunk, fps)
+    return cache_face_rows(source, cache, video_id, pipeline, None, tail, np.uint8, chunk, fps, step_fps)
 
 
 def cache_face_rows(
     source: PathLike,
     cache: ArrayCache,
     video_id: str,
-    pipeline: FacePipeline,
-    encode: Optional[Callable[[np.ndarray], np.ndarray]],
+    pipeline: Any,
+    encode: Optional[Callable[[list], np.ndarray]],
     row_shape: Sequence[int],
     dtype: Any,
     chunk: int = 256,
     fps: float = DEFAULT_FPS,
-) -> tuple[np.ndarray, FaceReport]:
-    """Like :func:`cache_face_crops`, but each chunk of crops ``(k, size, size, 3)`` uint8 is
-    turned into rows ``(k, *row_shape)`` by ``encode`` (e.g. a frame encoder's features) before
-    it is stored; ``encode=None`` stores the crops themselves."""
+    step_fps: Optional[float] = None,
+) -> tuple[np.ndarray, Any]:
+    """One cached row per frame: each chunk of the items the face front end ``pipeline`` yields
+    (one per frame, with an ``image`` crop) becomes rows ``(k, *row_shape)`` by ``encode`` (e.g.
+    a frame encoder's features); ``encode=None`` stores the crops themselves. Returns the rows
+    and the pipeline's report (``type(pipeline.report)``).
+
+    ``fps`` is the frame rate of an image folder (or the fallback for a video without one).
+    ``step_fps``: when given and different from the source's rate, rows are the frames nearest
+    to the grid ``k / step_fps`` (:func:`~visionattn.data.frames.resample`), so a 200 fps
+    dataset trains at a lower rate; the metadata's ``frame_ranges`` then name the source frame
+    of every row, so annotations map onto rows, and predictions back onto source frames,
+    exactly.
+    """
+    report_type = type(pipeline.report)
     if cache.exists(video_id):
-        return cache.load(video_id), FaceReport.from_dict(cache.load_meta(video_id)["faces"])
+        return cache.load(video_id), report_type.from_dict(cache.load_meta(video_id)["faces"])
     info = probe(source, fps=fps)
-    convert = encode if encode is not None else (lambda crops: crops)
-    with cache.writer(video_id, row_shape, dtype, info.frame_count) as writer:
+    resampled = step_fps is not None and abs(step_fps - info.fps) > 1e-6
+    total = info.frame_count if not resampled else int(math.floor(info.frame_count * step_fps / info.fps)) + 1
+    convert = encode if encode is not None else (lambda items: np.stack([item.image for item in items]))
+    sources: list[int] = []  # source frame index of each row (resampled only)
+    with cache.writer(video_id, row_shape, dtype, total) as writer:
         if writer.start_row > 0:
             pipeline.load_state_dict(writer.state)
-        frames = iter_frames(source, start=writer.start_row, stop=info.frame_count)
-        pending: list[np.ndarray] = []
-        for crop in pipeline.process(frames):
-            pending.append(crop.image)
+        if resampled:
+            def stepped() -> Iterable[tuple[int, np.ndarray]]:
+                for step, index, _, image in resample(iter_timed_frames(source, fps=info.fps), step_fps):
+                    if step >= total:  # a variable-rate video running longer than its stated count
+                        break
+                    sources.append(index)
+                    if step >= writer.start_row:  # resuming: earlier steps are on disk already
+                        yield step, image
+            frames: Iterable[tuple[int, np.ndarray]] = stepped()
+        else:
+            frames = iter_frames(source, start=writer.start_row, stop=info.frame_count)
+        pending: list = []
+        for item in pipeline.process(frames):
+            pending.append(item)
             # Only commit where the pipeline holds nothing back, so the saved state matches the rows.
             if len(pending) >= chunk and pipeline.in_sync:
-                writer.append(convert(np.stack(pending)), state=pipeline.state_dict())
+                writer.append(convert(pending), state=pipeline.state_dict())
                 pending = []
         if pending:
-            writer.append(convert(np.stack(pending)), state=pipeline.state_dict())
-        indices = info.frame_numbers[: writer.rows] if info.frame_numbers else range(writer.rows)
+            writer.append(convert(pending), state=pipeline.state_dict())
+        if resampled:
+            # iter_timed_frames yields a folder's image numbers and a video file's positions
+            indices: Sequence[int] = [int(n) for n in sources[: writer.rows]]
+        else:
+            indices = info.frame_numbers[: writer.rows] if info.frame_numbers else range(writer.rows)
         # Metadata first: a finished .npy then always has its .json next to it.
         cache.write_meta(
             video_id,
@@ -299,6 +329,7 @@ def cache_face_rows(
                 "source": str(info.path),
                 "kind": info.kind,
                 "fps": info.fps,
+                "step_fps": step_fps if resampled else None,
                 "frame_count": writer.rows,
                 "width": info.width,
                 "height": info.height,

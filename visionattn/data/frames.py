@@ -16,7 +16,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
+from typing import Iterable, Iterator, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -139,6 +139,31 @@ def iter_timed_frames(source: PathLike, fps: float = DEFAULT_FPS) -> Iterator[tu
         if fallback_from is not None:
             seconds = fallback_from[1] + (position - fallback_from[0]) / rate
         yield position, seconds, frame
+
+
+def resample(frames: Iterable[Tuple[int, float, np.ndarray]], fps: float
+             ) -> Iterator[Tuple[int, int, float, np.ndarray]]:
+    """Nearest-frame resampling onto the grid ``k / fps`` seconds.
+
+    ``frames`` yields ``(source_index, seconds, image)`` with increasing times; yields
+    ``(step, source_index, seconds, image)`` for ``step = 0, 1, ...``, each step showing the
+    source frame nearest in time (a frame repeats when the source is slower, and is skipped
+    when it is faster). Streams: holds one frame.
+    """
+    step = 0
+    held: Optional[Tuple[int, float, np.ndarray]] = None
+    for index, seconds, image in frames:
+        if held is not None:
+            boundary = (held[1] + seconds) / 2  # grid times before it are nearer the held frame
+            while step / fps < boundary:
+                yield step, held[0], held[1], held[2]
+                step += 1
+        held = (index, seconds, image)
+    if held is not None:
+        # The last frame lasts until one grid period after its time, and is shown at least once.
+        while step == 0 or step / fps < held[1] + 0.5 / fps:
+            yield step, held[0], held[1], held[2]
+            step += 1
 
 
 def _existing(source: PathLike) -> Path:

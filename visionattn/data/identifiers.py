@@ -27,3 +27,13 @@ def annotated_frame_numbers(meta: dict, first_frame: int) -> np.ndarray:
 def rows_of(frame_numbers: np.ndarray, frames: np.ndarray) -> np.ndarray:
     """Row index of each annotation frame number (the next row for numbers in a gap)."""
     return np.clip(np.searchsorted(frame_numbers, frames), 0, len(frame_numbers) - 1)
+
+
+def cut_rows(meta: dict) -> np.ndarray:
+    """Rows of a cached video right after a shot cut, from its metadata's face report (the face
+    front end numbers frames as the frames reader does: model steps when the video was
+    resampled, positions in a video file, image numbers in a folder)."""
+    cuts = np.asarray(meta.get("faces", {}).get("cuts", []), dtype=np.int64)
+    if meta.get("step_fps") or meta["kind"] == "video" or not len(cuts):
+        return cuts
+    return np.searchsorted(np.array(expand_ranges(meta["frame_ranges"])), cuts)

@@ -109,6 +109,10 @@ class FaceTrackReport:
     def face_frames(self) -> int:
         return self.frames_seen - len(self.no_face)
 
+    @property
+    def face_found(self) -> bool:
+        return self.face_frames > 0
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; frame lists as inclusive ranges to stay small on long videos."""
         return {

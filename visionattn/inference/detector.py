@@ -9,44 +9,26 @@ face box: a few bytes each) are kept for the whole video.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 import torch
 
-from ..data.frames import index_ranges, iter_timed_frames, probe
-from ..features.extraction import FrameFeatureExtractor
+from ..data.frames import DEFAULT_FPS, VideoInfo, index_ranges, iter_timed_frames, probe, resample
+from ..features.extraction import MOTION_DIM, FrameFeatureExtractor
+from ..features.front_end import face_spans
+from ..features.settings import FeatureSettings
 from ..utils import UserError
+from ..models.mini_xception import FER_CLASSES
+from .flow_spotter import FlowSpotResult, FlowSpotterSettings, spot_flow
 from .record import DetectorRecord
 from .result import DetectedInterval, VideoResult
+from .signals import TimelineSignals
 from .stitching import WindowStitcher
 
-
-def resample(frames: Iterable[Tuple[int, float, np.ndarray]], fps: float
-             ) -> Iterator[Tuple[int, int, float, np.ndarray]]:
-    """Nearest-frame resampling onto the grid ``k / fps`` seconds.
-
-    ``frames`` yields ``(source_index, seconds, image)`` with increasing times; yields
-    ``(step, source_index, seconds, image)`` for ``step = 0, 1, ...``, each step showing the
-    source frame nearest in time (a frame repeats when the source is slower, and is skipped
-    when it is faster). Streams: holds one frame.
-    """
-    step = 0
-    held: Optional[Tuple[int, float, np.ndarray]] = None
-    for index, seconds, image in frames:
-        if held is not None:
-            boundary = (held[1] + seconds) / 2  # grid times before it are nearer the held frame
-            while step / fps < boundary:
-                yield step, held[0], held[1], held[2]
-                step += 1
-        held = (index, seconds, image)
-    if held is not None:
-        # The last frame lasts until one grid period after its time, and is shown at least once.
-        while step == 0 or step / fps < held[1] + 0.5 / fps:
-            yield step, held[0], held[1], held[2]
-            step += 1
+D = TypeVar("D")
 
 
 class ExpressionDetector:
@@ -61,14 +43,15 @@ class ExpressionDetector:
         threshold: one score threshold for every type (default: the per-type thresholds chosen on
             validation subjects in training).
         encoder_checkpoint: the frame encoder's weights, if they moved since training.
+        source: where the record came from (a path), for the result's JSON.
     """
 
     def __init__(self, record: DetectorRecord, device: str = "cpu", batch_size: int = 64,
                  window: Optional[int] = None, overlap: Optional[int] = None, threshold: Optional[float] = None,
-                 encoder_checkpoint: Optional[str] = None):
+                 encoder_checkpoint: Optional[str] = None, source: str = ""):
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise UserError(f"--device {device}: CUDA is not available on this machine")
-        self.record, self.device, self.batch_size = record, device, batch_size
+        self.record, self.device, self.batch_size, self.source = record, device, batch_size, source
         self.fps = record.fps
         self.window = window or record.window
         self.overlap = overlap if overlap is not None else self.window // 4
@@ -87,77 +70,218 @@ class ExpressionDetector:
         """FEDN detections (one :meth:`FEDN.predict` dict) for one window of features ``(T, D)``."""
         return self.model.predict(features[None].to(self.device))[0]
 
-    def detect(self, source: str, progress: bool = True) -> Tuple[VideoResult, np.ndarray]:
-        """Detections in ``source`` (a video file or an image folder), and the face box per
-        source frame ``(N, 4)`` float32 ``(x, y, w, h)`` (NaN where the frame was not used)."""
-        info = probe(source, fps=self.fps)
-        fps = self.fps
-        pipeline = self.settings.face_pipeline()
+    def detect(self, source: str, progress: bool = True) -> Tuple[VideoResult, np.ndarray, TimelineSignals]:
+        """Detections in ``source`` (a video file or an image folder), the face box per source
+        frame ``(N, 4)`` float32 ``(x, y, w, h)`` (NaN where the frame was not used), and the
+        per-step curves behind them (the motion energy the flow spotter would threshold, and the
+        appearance network's emotion probabilities, when the features have those streams)."""
         stitcher = WindowStitcher(self.predict_window, self.window, self.overlap, min_score=self.thresholds)
-        steps_source: List[int] = []   # source frame index of each model step
-        steps_time: List[float] = []   # its time in seconds
-        boxes: List[Tuple[float, float, float, float]] = []
-        missing_steps: List[int] = []
-        from tqdm import tqdm
-
-        bar = tqdm(total=info.frame_count, unit="frame", desc=Path(source).name, disable=not progress,
-                   dynamic_ncols=True)
-        seen = {"last": -1}
-
-        def timed() -> Iterator[Tuple[int, float, np.ndarray]]:
-            for position, (index, seconds, image) in enumerate(iter_timed_frames(source, fps=fps)):
-                seen["last"] = position
-                bar.update(1)
-                yield index, seconds, image
-
-        def stepped() -> Iterator[Tuple[int, np.ndarray]]:
-            for step, index, seconds, image in resample(timed(), fps):
-                steps_source.append(index)
-                steps_time.append(seconds)
-                yield step, image
-
-        pending: List[np.ndarray] = []
-        try:
-            for crop in pipeline.process(stepped()):
-                pending.append(crop.image)
-                boxes.append(crop.box)
-                if not crop.detected:
-                    missing_steps.append(crop.index)
-                if len(pending) >= self.batch_size:
-                    stitcher.push(self.extractor(np.stack(pending)))
-                    pending = []
-            if pending:
-                stitcher.push(self.extractor(np.stack(pending)))
-            found = pipeline.report.face_found
-            detections = stitcher.finish() if found and steps_source else []
-        finally:
-            bar.close()
-
-        decoded = seen["last"] + 1
+        keep = [c for c in ("motion", "motion_valid", "appearance_logits") if c in self.extractor.layout]
+        scan = scan_video(source, self.settings, self.fps, self.extractor, self.batch_size, stitcher.push, progress,
+                          keep=keep)
+        found = scan.face_found
+        detections = stitcher.finish() if found and scan.steps else []
+        if self.settings.front_end == "landmarks":
+            detections = within_face_spans(detections, scan.face_spans())
         names_t, names_e = self.model.config.type_names, self.model.config.emotion_names
-        intervals = [
-            DetectedInterval(steps_source[d.onset], steps_source[d.offset], round(steps_time[d.onset], 4),
-                             round(steps_time[d.offset], 4), names_t[d.type], names_e[d.emotion], round(d.score, 4))
-            for d in detections
-        ]
-        source_boxes = np.full((max(decoded, 1), 4), np.nan, dtype=np.float32)
-        for index, box in zip(steps_source, boxes):
-            source_boxes[_position(info, index)] = box
-        # frames the resampling skipped (a source faster than the model) show the box before them
-        known = np.where(~np.isnan(source_boxes[:, 0]), np.arange(len(source_boxes)), 0)
-        source_boxes = source_boxes[np.maximum.accumulate(known)]
-        missing_source = sorted({steps_source[s] for s in missing_steps})
-        duration = (steps_time[-1] + 1.0 / fps) if steps_time else 0.0
-        result = VideoResult(
-            video=str(source), fps=info.fps, frame_count=decoded, duration_s=round(duration, 4), width=info.width,
-            height=info.height, face_found=bool(found), intervals=intervals,
-            frames_without_face=index_ranges(missing_source),
-            threshold={k: round(v, 4) for k, v in zip(names_t, self.thresholds)}, model_fps=fps,
+        found_intervals = [(d.onset, d.offset, names_t[d.type], names_e[d.emotion], d.score) for d in detections]
+        model = {"name": self.record.info.get("name", "FEDN"), "source": self.source, **self.record.info}
+        result = scan.result(found_intervals, {k: round(v, 4) for k, v in zip(names_t, self.thresholds)},
+                             method="fedn", model=model)
+        energy = spot_flow_on(scan) if "motion" in keep else None
+        return result, scan.source_boxes(), scan.signals(energy)
+
+
+class FlowDetector:
+    """The training-free spotter (:mod:`.flow_spotter`) on the default real-face features: the
+    landmark front end, the motion stream, and the appearance network for the emotions. Videos
+    are resampled to ``fps`` (the spotter's settings are in seconds, so any rate works)."""
+
+    def __init__(self, settings: Optional[FlowSpotterSettings] = None, fps: float = DEFAULT_FPS,
+                 batch_size: int = 64, device: str = "cpu"):
+        self.spotter = settings or FlowSpotterSettings()
+        self.spotter.validate()
+        self.fps, self.batch_size = fps, batch_size
+        self.features = FeatureSettings(front_end="landmarks", streams=("motion", "appearance"))
+        self.extractor = FrameFeatureExtractor(self.features, device=device, batch_size=batch_size)
+
+    def detect(self, source: str, progress: bool = True) -> Tuple[VideoResult, np.ndarray, TimelineSignals]:
+        """As :meth:`ExpressionDetector.detect`."""
+        scan = scan_video(source, self.features, self.fps, self.extractor, self.batch_size, lambda rows: None,
+                          progress, keep=("motion", "motion_valid", "appearance_logits"))
+        found = spot_flow_on(scan, self.spotter)
+        intervals = [i.as_tuple() for i in found.intervals] if scan.face_found else []
+        model = {"name": "optical-flow spotter (training-free)", "settings": found.settings,
+                 "features": {"front_end": self.features.front_end, "motion_interval_s": self.features.motion_interval_s}}
+        result = scan.result(intervals, {"motion energy (noise units)": round(found.threshold, 4)}, method="flow",
+                             model=model)
+        return result, scan.source_boxes(), scan.signals(found)
+
+
+def spot_flow_on(scan: "VideoScan", settings: Optional[FlowSpotterSettings] = None) -> FlowSpotResult:
+    """The flow spotter on a scan's kept motion and appearance columns."""
+    return spot_flow(scan.column("motion").reshape(-1, MOTION_DIM), scan.column("motion_valid").ravel() > 0.5,
+                     scan.fps, segments_ok=scan.face_spans(), emotion_probs=scan.emotion_probs(), settings=settings)
+
+
+def within_face_spans(detections: Sequence[D], spans: Sequence[Tuple[int, int]]) -> List[D]:
+    """Detections (dataclasses with inclusive ``onset``/``offset`` steps) clipped to the face span
+    (steps with a tracked face, no shot cut inside) they overlap most; one left with less than
+    half its length, or outside every span, is dropped: no expression is reported where no face
+    was tracked, and none across a cut."""
+    kept = []
+    for d in detections:
+        best = max(spans, key=lambda sp: min(d.offset, sp[1]) - max(d.onset, sp[0]), default=None)
+        if best is None:
+            continue
+        onset, offset = max(d.onset, best[0]), min(d.offset, best[1])
+        if offset >= onset and offset - onset + 1 >= 0.5 * (d.offset - d.onset + 1):
+            kept.append(replace(d, onset=onset, offset=offset))
+    return kept
+
+
+@dataclass
+class VideoScan:
+    """What one pass over a video saw, per model step: its source frame and time, the face box,
+    whether a face was tracked, shot cuts, and the per-step columns ``keep`` asked for."""
+
+    info: VideoInfo
+    fps: float
+    decoded: int = 0
+    steps_source: List[int] = field(default_factory=list)
+    steps_time: List[float] = field(default_factory=list)
+    boxes: List[Optional[Tuple[float, float, float, float]]] = field(default_factory=list)
+    present: List[bool] = field(default_factory=list)
+    cut_steps: List[int] = field(default_factory=list)
+    face_found: bool = False
+    columns: Dict[str, List[np.ndarray]] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> int:
+        return len(self.steps_source)
+
+    def column(self, name: str) -> np.ndarray:
+        return np.concatenate(self.columns[name]) if self.columns.get(name) else np.zeros((0,), np.float32)
+
+    def face_spans(self) -> List[Tuple[int, int]]:
+        """Inclusive step ranges with a face on every step and no shot cut inside."""
+        return face_spans(self.present, self.cut_steps)
+
+    def emotion_probs(self) -> Optional[np.ndarray]:
+        """``(T, 7)`` appearance probabilities (FER classes), NaN on steps without a face."""
+        if not self.columns.get("appearance_logits"):
+            return None
+        logits = self.column("appearance_logits").reshape(-1, len(FER_CLASSES)).astype(np.float64)
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        probs[~np.asarray(self.present, bool)] = np.nan
+        return probs
+
+    def signals(self, flow: Optional[FlowSpotResult] = None) -> TimelineSignals:
+        """The curves for the timeline: the motion energy (and the flow spotter's level), the
+        appearance probabilities."""
+        energy = None if flow is None else np.where(flow.usable, flow.energy, np.nan)
+        return TimelineSignals(
+            times_s=np.asarray(self.steps_time, float), score=energy, score_label="motion energy (noise units)",
+            score_threshold=None if flow is None else float(flow.threshold), emotion_probs=self.emotion_probs(),
+            emotion_names=FER_CLASSES, frames=np.array([self.number(i) for i in self.steps_source], np.int64))
+
+    def number(self, index: int) -> int:
+        """The annotation-style number of a source frame index: a video file's frames count from
+        1 (as the datasets' workbooks count them), a frame folder's keep their own numbers."""
+        return index + 1 if self.info.frame_numbers is None else index
+
+    @property
+    def frame_numbering(self) -> str:
+        return ("1-based frame numbers of the video file" if self.info.frame_numbers is None
+                else "the frame folder's own image numbers")
+
+    def result(self, intervals: Sequence[Tuple[int, int, str, str, float]], threshold: Dict[str, float],
+               method: str = "fedn", model: Optional[dict] = None) -> VideoResult:
+        """The video's result for ``intervals`` in steps ``(onset, offset, type, emotion, score)``."""
+        detected = [DetectedInterval(self.number(self.steps_source[on]), self.number(self.steps_source[off]),
+                                     round(self.steps_time[on], 4), round(self.steps_time[off], 4), kind, emotion,
+                                     round(float(score), 4))
+                    for on, off, kind, emotion, score in intervals]
+        missing = sorted({self.number(self.steps_source[s]) for s, here in enumerate(self.present) if not here})
+        duration = (self.steps_time[-1] + 1.0 / self.fps) if self.steps_time else 0.0
+        return VideoResult(
+            video=str(self.info.path), fps=self.info.fps, frame_count=self.decoded, duration_s=round(duration, 4),
+            width=self.info.width, height=self.info.height, face_found=self.face_found, intervals=detected,
+            frames_without_face=index_ranges(missing), threshold=threshold, model_fps=self.fps,
+            method=method, model=model or {}, frame_numbering=self.frame_numbering,
+            first_frame=self.number(self.info.frame_numbers[0] if self.info.frame_numbers else 0),
+            shot_cuts=[self.number(self.steps_source[s]) for s in self.cut_steps],
         )
-        return result, source_boxes
+
+    def source_boxes(self) -> np.ndarray:
+        """The face box of every decoded source frame ``(N, 4)`` float32 (NaN without one)."""
+        boxes = np.full((max(self.decoded, 1), 4), np.nan, dtype=np.float32)
+        for index, box in zip(self.steps_source, self.boxes):
+            if box is not None:
+                boxes[_position(self.info, index)] = box
+        # frames the resampling skipped (a source faster than the model) show the box before them
+        seen = np.zeros(len(boxes), bool)
+        for index in self.steps_source:
+            seen[_position(self.info, index)] = True
+        known = np.where(seen, np.arange(len(boxes)), 0)
+        return boxes[np.maximum.accumulate(known)]
 
 
-def _position(info, index: int) -> int:
+def scan_video(source: str, settings: FeatureSettings, fps: float, extractor: FrameFeatureExtractor,
+               batch_size: int, consume: Callable[[np.ndarray], None], progress: bool = True,
+               keep: Sequence[str] = ()) -> VideoScan:
+    """One streaming pass: frames resampled to ``fps``, the face front end of ``settings``,
+    feature rows in batches of ``batch_size`` handed to ``consume``; the columns named in
+    ``keep`` (from ``extractor.layout``) are kept for the whole video."""
+    info = probe(source, fps=fps)
+    scan = VideoScan(info, fps, columns={name: [] for name in keep})
+    pipeline = settings.face_pipeline(fps)
+    from tqdm import tqdm
+
+    bar = tqdm(total=info.frame_count, unit="frame", desc=Path(source).name, disable=not progress,
+               dynamic_ncols=True)
+
+    def timed() -> Iterator[Tuple[int, float, np.ndarray]]:
+        for position, (index, seconds, image) in enumerate(iter_timed_frames(source, fps=fps)):
+            scan.decoded = position + 1
+            bar.update(1)
+            yield index, seconds, image
+
+    def stepped() -> Iterator[Tuple[int, np.ndarray]]:
+        for step, index, seconds, image in resample(timed(), fps):
+            scan.steps_source.append(index)
+            scan.steps_time.append(seconds)
+            yield step, image
+
+    def flush(items: list) -> None:
+        rows = extractor(items)
+        for name in keep:
+            lo, hi = extractor.layout[name]
+            scan.columns[name].append(rows[:, lo:hi].astype(np.float32))
+        consume(rows)
+
+    pending: list = []
+    try:
+        for item in pipeline.process(stepped()):
+            pending.append(item)
+            scan.boxes.append(item.box)
+            # the Haar pipeline carries a box over misses; only its detections count as a face
+            scan.present.append(bool(getattr(item, "present", getattr(item, "detected", True))))
+            if getattr(item, "cut", False):
+                scan.cut_steps.append(item.index)
+            if len(pending) >= batch_size:
+                flush(pending)
+                pending = []
+        if pending:
+            flush(pending)
+    finally:
+        bar.close()
+    scan.face_found = bool(pipeline.report.face_found)
+    return scan
+
+
+def _position(info: VideoInfo, index: int) -> int:
     """Row of a source frame index in per-frame arrays (image folders number frames their own way)."""
     if info.frame_numbers is None:
         return index

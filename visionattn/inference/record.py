@@ -8,12 +8,14 @@ checkpoint.
 
 Version history:
     1: model config, feature settings, per-type thresholds, window, frame rate, FEDN weights.
+    2: feature settings gain the face front end and the motion / appearance streams (a version 1
+       record's features would now read as the new defaults, so it is refused); ``info``.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, Tuple, Union
+from typing import Any, Dict, Tuple, Union
 
 import torch
 
@@ -23,7 +25,7 @@ from ..models.fedn.model import FEDN
 from ..utils import UserError, atomic_path
 
 RECORD_KEY = "visionattn_detector"
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 DEFAULT_THRESHOLD = 0.3
 """Score threshold of every type until validation chooses one (or when it has no expressions)."""
 DEFAULT_WINDOW = 1024
@@ -38,7 +40,8 @@ class DetectorRecord:
     vocabularies); ``features``: how its per-frame features are made; ``thresholds``: score
     threshold per expression type, chosen on validation subjects; ``window``: temporal window in
     model steps; ``fps``: the frame rate the model saw (videos are resampled to it);
-    ``state_dict``: FEDN's weights.
+    ``state_dict``: FEDN's weights; ``info``: free-form provenance (how and on what it was
+    trained, its held-out figures), shown by ``visionattn detect`` and written into its JSON.
     """
 
     model: FEDNConfig
@@ -47,6 +50,7 @@ class DetectorRecord:
     window: int
     fps: float
     state_dict: Dict[str, torch.Tensor] = field(repr=False)
+    info: Dict[str, Any] = field(default_factory=dict)
     version: int = RECORD_VERSION
 
     @property
@@ -77,6 +81,7 @@ class DetectorRecord:
             "window": int(self.window),
             "fps": float(self.fps),
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict.items()},
+            "info": dict(self.info),
         }
 
     @classmethod
@@ -93,7 +98,8 @@ class DetectorRecord:
             model = FEDNConfig(**data["model"])
             features = FeatureSettings.from_dict(data["features"])
             record = cls(model=model, features=features, thresholds=dict(data["thresholds"]),
-                         window=int(data["window"]), fps=float(data["fps"]), state_dict=data["state_dict"])
+                         window=int(data["window"]), fps=float(data["fps"]), state_dict=data["state_dict"],
+                         info=dict(data.get("info") or {}))
         except (KeyError, TypeError, ValueError) as err:
             raise UserError(f"{where}: malformed detector record ({type(err).__name__}: {err})") from None
         if set(record.thresholds) != set(record.type_names):

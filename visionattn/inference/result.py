@@ -1,19 +1,24 @@
 """What ``visionattn detect`` finds in one video, and how it is written to disk."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List
 
 from ..evaluation import Interval, write_intervals_csv
-from ..utils import atomic_write_json
+from ..utils import UserError, atomic_write_json
+
+# What results written before ``frame_numbering`` existed used.
+LEGACY_FRAME_NUMBERING = "0-based frame indices of the video file"
 
 
 @dataclass(frozen=True)
 class DetectedInterval:
-    """One expression: inclusive ``[onset, offset]`` in the source video's frame indices (0-based)
-    and in seconds from its start (from the decoder's timestamps), its type (``micro`` /
-    ``macro``), emotion and score in [0, 1]."""
+    """One expression: inclusive ``[onset, offset]`` in the result's frame numbering (see
+    ``VideoResult.frame_numbering``) and in seconds from the video's start (from the decoder's
+    timestamps, the time of the onset and of the offset frame), its type (``micro`` / ``macro``),
+    emotion and score in [0, 1]."""
 
     onset: int
     offset: int
@@ -28,9 +33,17 @@ class DetectedInterval:
 class VideoResult:
     """Everything known about one processed video.
 
-    ``frames_without_face``: inclusive ranges of source frame indices where no face was
-    detected (their crops came from the last box seen, or a centred square before the first
-    face). ``face_found`` is False when the whole video had none; the intervals are then empty.
+    Every frame number in it (intervals, ``frames_without_face``, ``shot_cuts``) is in one
+    numbering, described in words by ``frame_numbering`` (e.g. "1-based frame numbers of the
+    video file", "the frame folder's own numbers") and pinned by ``first_frame``, the number of
+    the video's first frame: frame ``n`` starts ``(n - first_frame) / fps`` seconds in.
+
+    ``frames_without_face``: inclusive ranges of frames where no face was detected (their crops
+    came from the last box seen, or a centred square before the first face). ``face_found`` is
+    False when the whole video had none; the intervals are then empty. ``shot_cuts``: frames
+    where a new shot starts. ``method``: what detected (``"fedn"``, ``"flow"``); ``model``: which
+    model or settings (``name``, ``source`` such as a checkpoint path, ``description``);
+    ``threshold``: the level each type's score had to reach.
     """
 
     video: str
@@ -44,6 +57,11 @@ class VideoResult:
     frames_without_face: List[List[int]] = field(default_factory=list)
     threshold: Dict[str, float] = field(default_factory=dict)  # score threshold per type
     model_fps: float = 30.0
+    method: str = "fedn"
+    model: Dict[str, Any] = field(default_factory=dict)
+    shot_cuts: List[int] = field(default_factory=list)
+    frame_numbering: str = LEGACY_FRAME_NUMBERING
+    first_frame: int = 0
 
     @property
     def name(self) -> str:
@@ -52,11 +70,38 @@ class VideoResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "result") -> "VideoResult":
+        """Inverse of :meth:`to_dict`; keys added since a result was written take their defaults,
+        unknown keys are ignored. Raises ``UserError`` naming ``where`` and the key at fault."""
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        try:
+            kwargs["intervals"] = [DetectedInterval(**i) for i in kwargs.get("intervals", [])]
+            return cls(**kwargs)
+        except TypeError as err:  # a missing or misspelt key, in the result or one of its intervals
+            raise UserError(f"{where}: {err}") from None
+
+    @classmethod
+    def read_json(cls, path: Path) -> "VideoResult":
+        """Read a ``<name>.json`` that :meth:`write_json` wrote (any version)."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such file") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise UserError(f"{path}: not a JSON file ({err})") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: expected a JSON object")
+        return cls.from_dict(data, where=str(path))
+
     def write_json(self, path: Path) -> None:
         atomic_write_json(path, self.to_dict())
 
     def write_csv(self, path: Path) -> None:
-        """MEGC submission rows: ``subject,video,onset,offset,type,emotion,score`` (frames from 0).
+        """MEGC submission rows: ``subject,video,onset,offset,type,emotion,score``, the frames as
+        stored, i.e. in ``frame_numbering`` (the caller stores the annotations' numbering, so
+        the rows score directly against a ground-truth file).
 
         ``subject`` is the name of the video's folder (``s15`` in the CAS(ME)^2 layout), so the
         rows of several videos can be pooled and scored with ``visionattn evaluate``."""

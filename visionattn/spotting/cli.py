@@ -41,11 +41,13 @@ class FEDNCLI(LightningCLI):
     ``fixed_layout=True`` (a run folder of :mod:`.runs`) it always gets them, whatever the config
     says, because resuming and pooling rely on their fixed paths."""
 
-    def __init__(self, *args: Any, fixed_layout: bool = False, **kwargs: Any):
-        self.fixed_layout = fixed_layout
+    def __init__(self, *args: Any, fixed_layout: bool = False, trainer: bool = True, **kwargs: Any):
+        self.fixed_layout, self.with_trainer = fixed_layout, trainer
         super().__init__(*args, **kwargs)
 
     def instantiate_trainer(self, **kwargs: Any):
+        if not self.with_trainer:
+            return None
         config = self._get(self.config_init, "trainer", default={})
         root = Path(config.get("default_root_dir") or "outputs/fedn")
         if self.fixed_layout or not config.get("callbacks"):
@@ -56,13 +58,15 @@ class FEDNCLI(LightningCLI):
 
 
 def fedn_cli(args: Sequence[str], run: bool = True, configs: Optional[Sequence[str]] = None,
-             fixed_layout: bool = False) -> FEDNCLI:
+             fixed_layout: bool = False, trainer: bool = True, parser_kwargs: Optional[dict] = None) -> FEDNCLI:
     """The FEDN LightningCLI on ``args`` (``--config`` files ``configs`` first); ``run=False`` only
-    builds the model, datamodule and trainer; ``fixed_layout``: see :class:`FEDNCLI`."""
+    builds the model, datamodule and trainer; ``fixed_layout``: see :class:`FEDNCLI`;
+    ``trainer=False`` builds no trainer (feature extraction under a launcher whose world size need
+    not match ``trainer.devices``)."""
     from .datamodule import ExpressionDataModule
     from .module import SpottingModule
 
     quiet_library_chatter()
     argv: List[str] = [a for c in (configs or ()) for a in ("--config", str(c))] + list(args)
     return FEDNCLI(SpottingModule, ExpressionDataModule, args=argv, run=run, fixed_layout=fixed_layout,
-                   save_config_kwargs={"overwrite": True})
+                   trainer=trainer, save_config_kwargs={"overwrite": True}, parser_kwargs=parser_kwargs or {})

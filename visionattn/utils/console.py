@@ -7,13 +7,16 @@ import logging
 import os
 import warnings
 
-# Lightning's hardware summary and advertisements (logged at INFO on every run).
+# Lightning's hardware summary, advertisements and notes on its own bookkeeping (logged at INFO
+# on every run; the seed is in the config the user wrote).
 _LIGHTNING_INFO_NOISE = (
     "💡 Tip:",
     "GPU available:",
     "TPU available:",
     "HPU available:",
     "IPU available:",
+    "Seed set to",
+    "Loading `train_dataloader` to estimate number of stepping batches",
 )
 
 # Warnings raised by our dependencies' own internals, or by how visionattn drives them, never by
@@ -22,6 +25,8 @@ _DEPENDENCY_WARNINGS = (
     # visionattn always passes LightningCLI its arguments explicitly; sys.argv is the visionattn
     # command line, not LightningCLI's.
     r"LightningCLI's args parameter is intended",
+    # Lightning's own use of torch's pytree API (lightning/pytorch/utilities/_pytree.py).
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
 )
 
 
@@ -31,7 +36,8 @@ class _DropPrefixes(logging.Filter):
         self.prefixes = tuple(prefixes)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.getMessage()).startswith(self.prefixes)
+        message = str(record.getMessage())
+        return not any(p in message[:len(p) + 12] for p in self.prefixes)  # room for a "[rank: n] " prefix
 
 
 _installed = False
@@ -49,5 +55,6 @@ def quiet_library_chatter() -> None:
         return
     _installed = True
     drop = _DropPrefixes(_LIGHTNING_INFO_NOISE)
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                 "lightning.fabric.utilities.seed"):
         logging.getLogger(name).addFilter(drop)

@@ -1,6 +1,8 @@
 """The benchmark runs end to end at toy sizes and its naive baseline computes real MCA-S."""
 import json
 
+import numpy as np
+
 import pytest
 
 import torch
@@ -58,10 +60,126 @@ def test_fedn_scaling_benchmark_runs_both_attentions(tmp_path):
     assert "window attention peak memory" in (tmp_path / "fedn_scaling.md").read_text()
 
 
-def test_detect_speed_benchmark_times_every_stage(tmp_path):
-    assert main(["benchmark-detect", "--out", str(tmp_path), "--seconds", "10", "--threads", "1"]) == 0
+def test_detect_speed_benchmark_times_both_methods(tmp_path):
+    assert main(["benchmark-detect", "--out", str(tmp_path), "--seconds", "6"]) == 0
     report = json.loads((tmp_path / "detect_speed.json").read_text())
-    assert report["frames"] == 300 and report["face_size"] == 96
-    assert set(report["stages_fps"]) >= {"decode", "end to end"}
-    assert all(v > 0 for v in report["stages_fps"].values())
-    assert report["realtime_factor"] == pytest.approx(report["stages_fps"]["end to end"] / 30.0)
+    assert report["frames"] == 180 and report["threads"] == 2 and report["face_size"] == 112
+    stages = report["stages_fps"]
+    assert set(stages) == {"decode", "face front end", "of which motion stream (optical flow)", "appearance network",
+                           "FEDN temporal", "flow spotter", "end to end, --method fedn", "end to end, --method flow"}
+    assert all(v > 0 for v in stages.values())
+    # the motion stream runs inside the front end, so it cannot take longer than the front end
+    assert stages["of which motion stream (optical flow)"] >= stages["face front end"]
+    for method in ("fedn", "flow"):
+        factor = report["realtime_factor"][method]
+        assert factor == pytest.approx(stages[f"end to end, --method {method}"] / 30.0)
+        assert report["target_met"][method] == (factor >= 2.0)
+    table = (tmp_path / "detect_speed.md").read_text()
+    assert "| end to end, --method flow |" in table and "--method fedn:" in table and "target >= 2x" in table
+
+
+# Feature rows of the default features, as visionattn.features.extraction documents them:
+# face flag, motion_valid flag, motion (9 regions x (dx, dy, mag), % IOD; region order of
+# visionattn.features.motion.REGION_NAMES), appearance logits (FER order: angry, disgust, fear,
+# happy, sad, surprise, neutral), appearance embedding (128); stored as float16.
+FACE, VALID, MOTION, LOGITS, DIM = 0, 1, slice(2, 29), slice(29, 36), 164
+NEUTRAL = 6
+FER_OF_MEGC = {"positive": 3, "negative": 0, "surprise": 5}  # happy, angry, surprise
+LAG = 6  # round(0.2 s * 30 fps)
+
+
+def planted_rows(n, events, no_face=10, cut=None, seed=0):
+    """Feature rows ``(n, 164)`` of a face whose brows (macro) or mouth corners (micro) move by a
+    raised cosine of 4 % IOD over each event's rows ``(first, last, emotion)`` (the appearance
+    network's logit of a FER class of that MEGC emotion rises with it; ``others``: none), with ``g(t) = d(t) - d(t - LAG)`` plus noise
+    as the motion stream measures it; no face on the first ``no_face`` rows; a shot cut before
+    row ``cut`` (the stream is invalid for LAG rows after a new face or a cut)."""
+    from visionattn.features.motion import REGION_NAMES
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    d = rng.normal(0.0, 0.05, (n, 9, 2))
+    logits = np.zeros((n, 7))
+    logits[:, NEUTRAL] = 3.0
+    for first, last, emotion in events:
+        shape = np.where((t >= first) & (t <= last), 0.5 * (1 - np.cos(2 * np.pi * (t - first) / (last - first))), 0)
+        regions = ("right_brow", "left_brow") if last - first > 15 else ("right_mouth_corner", "left_mouth_corner")
+        for r in regions:
+            d[:, REGION_NAMES.index(r), 1] -= 4.0 * shape
+        if emotion in FER_OF_MEGC:
+            logits[:, FER_OF_MEGC[emotion]] += 6.0 * shape
+    g = d - np.concatenate([d[:1].repeat(LAG, 0), d])[:n] + rng.normal(0.0, 0.05, d.shape)
+    motion = np.concatenate([g, np.hypot(g[..., :1], g[..., 1:])], axis=2).reshape(n, 27)
+    present = t >= no_face
+    valid = t >= no_face + LAG
+    if cut is not None:
+        valid &= ~((t >= cut) & (t < cut + LAG))
+    rows = np.zeros((n, DIM), np.float32)
+    rows[:, FACE], rows[:, VALID] = present, valid
+    rows[:, MOTION] = np.where(valid[:, None], motion, 0.0)
+    rows[:, LOGITS] = np.where(present[:, None], logits, 0.0)
+    return rows.astype(np.float16)
+
+
+def write_cached_features(cache_root, vid, rows, cuts=()):
+    """A video's rows where the default features' cache keeps them, with the metadata of a video
+    file read at its own 30 fps (rows are frames 0..n-1)."""
+    from visionattn.data.cache import ArrayCache
+    from visionattn.features.extraction import feature_cache_key
+    from visionattn.features.settings import FeatureSettings
+
+    cache = ArrayCache(cache_root, feature_cache_key(FeatureSettings(), 30.0))
+    cache.folder.mkdir(parents=True, exist_ok=True)
+    np.save(cache.path(vid), rows)
+    cache.write_meta(vid, {"kind": "video", "frame_ranges": [[0, len(rows) - 1]], "faces": {"cuts": list(cuts)}})
+
+
+def test_fedn_benchmark_flow_row_spots_planted_motion_without_training(tmp_path):
+    """`--rows "flow (training-free)"`: the held-out video's cached rows carry the motion of its
+    ground-truth expressions (annotation frame f is row f - 1: a video file's annotations count
+    from 1); the row trains nothing and finds both of them."""
+    import pandas as pd
+
+    from visionattn.benchmarks.fedn_accuracy import make_dataset
+
+    out = tmp_path / "bench"
+    # seed 3: the held-out video's expressions are short next to the video (its noise is measured
+    # on it: an expression filling half of it would not be judged against its noise)
+    make_dataset(out / "synth", subjects=3, videos=1, seconds=8.0, seed=3)
+    truth = pd.read_csv(out / "synth" / "ground_truth.csv", dtype={"video": str})
+    held = sorted(truth["subject"].unique())[-1]
+    n = 240
+    for (subject, video), rows in truth.groupby(["subject", "video"]):
+        events = [(on - 1, off - 1, emo) for on, off, emo in zip(rows.onset, rows.offset, rows.emotion)]
+        planted = planted_rows(n, events if subject == held else [], cut=225)
+        write_cached_features(out / "cache", f"{subject}_{video}", planted, cuts=[225])
+    assert main(["benchmark-fedn", "--out", str(out), "--subjects", "3", "--videos-per-subject", "1",
+                 "--seconds", "8", "--seed", "3", "--test-subjects", "1", "--rows", "flow (training-free)"]) == 0
+    report = json.loads((out / "fedn_accuracy.json").read_text())
+    [row] = report["rows"]
+    assert row["model"] == "flow (training-free)" and row["train_minutes"] == 0
+    assert row["f1"] == 1.0
+    predictions = pd.read_csv(out / "flow_training_free" / "predictions_test.csv", dtype={"video": str})
+    expected = truth[truth.subject == held].sort_values("onset")
+    predictions = predictions.sort_values("onset")
+    assert list(predictions.subject) == list(expected.subject)
+    assert list(predictions.type) == list(expected.type)
+    assert list(predictions.emotion) == list(expected.emotion)
+    assert "| flow (training-free) |" in (out / "fedn_accuracy.md").read_text()
+
+
+def test_flow_row_extracts_missing_default_features(tmp_path):
+    """Without the FEDN rows' cache, the flow row makes the held-out videos' default features itself."""
+    from visionattn.benchmarks.fedn_accuracy import flow_row, make_dataset
+    from visionattn.data.cache import ArrayCache
+    from visionattn.features.extraction import feature_cache_key
+    from visionattn.features.settings import FeatureSettings
+
+    make_dataset(tmp_path / "synth", subjects=1, videos=1, seconds=6.0, seed=0)
+    record = flow_row(tmp_path, tmp_path / "synth", tmp_path / "cache", ["s15"])
+    assert record["train_seconds"] == 0.0
+    cache = ArrayCache(tmp_path / "cache", feature_cache_key(FeatureSettings(), 30.0))
+    rows = cache.load("s15_0101")
+    assert rows.shape == (180, 164) and rows[:, 0].max() == 1.0  # the face was found
+    header = (tmp_path / "flow_training_free" / "predictions_test.csv").read_text().splitlines()[0]
+    assert header == "subject,video,onset,offset,type,emotion,score"

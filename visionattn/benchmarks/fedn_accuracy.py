@@ -16,7 +16,9 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
 
 from ..utils import UserError, atomic_write_json, atomic_write_text
 
@@ -31,6 +33,10 @@ ROWS: Dict[str, List[str]] = {
     "without sliding-window attention": ["--model.fedn.use_window_attention=false"],
     "without either": ["--model.fedn.use_segment_attention=false", "--model.fedn.use_window_attention=false"],
 }
+FLOW_ROW = "flow (training-free)"
+# Rows that train nothing (run by flow_row, not train_row); listed first, as baselines.
+TRAINING_FREE = (FLOW_ROW,)
+ALL_ROWS = list(TRAINING_FREE) + list(ROWS)
 TARGETS = {"f1": 0.8, "strs": 0.6}
 
 
@@ -94,10 +100,16 @@ def prepare_data(out: Path, base: List[str]) -> dict:
     return record
 
 
+def row_dir(out: Path, name: str) -> Path:
+    """The folder of one row's run (``FEDN`` -> ``out/FEDN``, ``flow (training-free)`` ->
+    ``out/flow_training_free``)."""
+    return out / "".join(c for c in name.replace(" ", "_").replace("-", "_") if c.isalnum() or c == "_")
+
+
 def train_row(name: str, flags: List[str], out: Path, base: List[str]) -> dict:
     from ..spotting.runs import fit_and_test
 
-    run_dir = out / name.replace(" ", "_").replace("-", "_")
+    run_dir = row_dir(out, name)
     timing = run_dir / "timing.json"
     if (run_dir / "predictions_test.csv").is_file() and timing.is_file():
         return json.loads(timing.read_text())
@@ -109,6 +121,52 @@ def train_row(name: str, flags: List[str], out: Path, base: List[str]) -> dict:
     return record
 
 
+def flow_row(out: Path, root: Path, cache_root: Path, test_subjects: List[str]) -> dict:
+    """The ``flow (training-free)`` row: the flow spotter with its default settings on the
+    held-out subjects' default features (landmark front end, motion and appearance streams, at
+    30 fps), read from the feature cache under ``cache_root`` that the FEDN rows share; videos
+    not cached yet are extracted first. Writes ``predictions_test.csv`` (dataset frame numbers)
+    in the row's folder; returns ``{"train_seconds": 0.0, "run_dir", "spot_seconds"}``."""
+    from ..data.cache import ArrayCache
+    from ..data.datasets import load_table
+    from ..data.frames import DEFAULT_FPS
+    from ..data.identifiers import annotated_frame_numbers, cut_rows, video_id
+    from ..evaluation import Interval, write_intervals_csv
+    from ..features.extraction import FrameFeatureExtractor, extract_features, feature_cache_key
+    from ..features.settings import FeatureSettings
+    from ..inference.flow_spotter import spot_flow_rows
+
+    settings = FeatureSettings()  # the defaults, whatever overrides the FEDN rows were given
+    table = load_table("synthetic", str(root))
+    held = table[table["subject"].isin(test_subjects)]
+    first = held.drop_duplicates(["subject", "video"]).sort_values(["subject", "video"])
+    if not len(first):
+        raise UserError(f"{root}: no annotated videos of the held-out subjects {test_subjects}")
+    sources = {video_id(s, v): (str(src), float(fps))
+               for s, v, src, fps in zip(first["subject"], first["video"], first["source"], first["fps"])}
+    cache = ArrayCache(cache_root, feature_cache_key(settings, DEFAULT_FPS))
+    missing = {vid: src for vid, src in sources.items() if not cache.exists(vid)}
+    if missing:
+        print(f"{FLOW_ROW}: extracting the default features of {len(missing)} held-out video(s)", flush=True)
+        extract_features(missing, cache_root, settings, fps=DEFAULT_FPS)
+    layout = FrameFeatureExtractor(settings).layout
+    start = time.perf_counter()
+    predictions = []
+    for subject, video, first_frame in zip(first["subject"], first["video"], first["first_frame"]):
+        vid = video_id(subject, video)
+        meta = cache.load_meta(vid)
+        frames = annotated_frame_numbers(meta, int(first_frame))
+        found = spot_flow_rows(cache.load(vid), layout, cut_rows(meta), DEFAULT_FPS)
+        predictions += [Interval(subject, video, int(frames[i.onset]), int(frames[i.offset]), i.type, i.emotion,
+                                 float(i.score)) for i in found.intervals]
+    run_dir = row_dir(out, FLOW_ROW)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_intervals_csv(run_dir / "predictions_test.csv", predictions)
+    record = {"train_seconds": 0.0, "run_dir": str(run_dir), "spot_seconds": time.perf_counter() - start}
+    atomic_write_json(run_dir / "timing.json", record)
+    return record
+
+
 def run(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     root, cache = out / "synth", out / "cache"
@@ -117,15 +175,18 @@ def run(args: argparse.Namespace) -> dict:
     make_dataset(root, args.subjects, args.videos_per_subject, args.seconds, args.seed)
     test_subjects = split_subjects(root, args.test_subjects)
     base = data_overrides(root, cache, test_subjects) + list(args.overrides)
-    rows = [r.strip() for r in args.rows.split(",")] if args.rows else list(ROWS)
-    unknown = [r for r in rows if r not in ROWS]
+    rows = [r.strip() for r in args.rows.split(",")] if args.rows else ALL_ROWS
+    unknown = [r for r in rows if r not in ALL_ROWS]
     if unknown:
-        raise UserError(f"--rows: unknown {unknown}; choose from {list(ROWS)}")
+        raise UserError(f"--rows: unknown {unknown}; choose from {ALL_ROWS}")
     prepared = prepare_data(out, base)
     results = []
     for name in rows:
         print(f"== {name}", flush=True)
-        record = train_row(name, ROWS[name], out, base)
+        if name == FLOW_ROW:
+            record = flow_row(out, root, cache, test_subjects)
+        else:
+            record = train_row(name, ROWS[name], out, base)
         r = score_run(root, Path(record["run_dir"]), test_subjects)
         sp = r["spotting"]
         results.append({"model": name, "f1": sp["overall"]["f1"], "f1_micro": sp["micro"]["f1"],
@@ -140,7 +201,9 @@ def run(args: argparse.Namespace) -> dict:
         lines.append(f"| {r['model']} | {r['f1']:.3f} | {r['f1_micro']:.3f} | {r['f1_macro']:.3f} | "
                      f"{r['strs']:.3f} | {r['map']:.3f} | {r['train_minutes']:.1f} |")
     lines += ["", f"Data preparation shared by the rows (face crops, frame-encoder pretraining, features): "
-                  f"{prepared['prepare_seconds'] / 60:.1f} min; the training column is FEDN's alone."]
+                  f"{prepared['prepare_seconds'] / 60:.1f} min; the training column is FEDN's alone "
+                  f"({FLOW_ROW} learns nothing: it runs `visionattn detect --method flow`'s spotter on the "
+                  f"default features)."]
     encoders = encoder_records(cache)
     for record in encoders:
         lines.append(f"Frame encoder pretrained on {', '.join(record['train_subjects'])} in "
@@ -164,5 +227,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--test-subjects", type=int, default=2, help="held-out subjects (the last ones)")
-    parser.add_argument("--rows", default=None, help=f"comma-separated subset of: {', '.join(ROWS)}")
+    parser.add_argument("--rows", default=None, help=f"comma-separated subset of: {', '.join(ALL_ROWS)}")
     parser.add_argument("overrides", nargs="*", help="LightningCLI overrides for every row (after `--`)")

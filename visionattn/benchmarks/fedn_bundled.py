@@ -3,7 +3,7 @@
 The model is the "FEDN" row of ``visionattn benchmark-fedn``: same data, recipe and split, so its
 held-out figures are that row's. The record's ``info`` carries the recipe (the YAML files and
 their contents), a description of the training data, the held-out figures and a digest of the
-weights; ``tests/test_bundled_model.py`` checks the shipped file against it.
+weights; ``tests/test_detect_real.py`` checks the shipped file against it.
 """
 from __future__ import annotations
 

@@ -17,18 +17,19 @@ import numpy as np
 import torch
 
 from ..data.frames import DEFAULT_FPS, VideoInfo, index_ranges, iter_timed_frames, probe, resample
-from ..features.extraction import MOTION_DIM, FrameFeatureExtractor
+from ..features.extraction import FrameFeatureExtractor
 from ..features.front_end import face_spans
 from ..features.settings import FeatureSettings
 from ..utils import UserError
 from ..models.mini_xception import FER_CLASSES
-from .flow_spotter import FlowSpotResult, FlowSpotterSettings, spot_flow
+from .flow_spotter import FlowSpotResult, FlowSpotterSettings, emotion_probabilities, spot_flow_rows
 from .record import DetectorRecord
 from .result import DetectedInterval, VideoResult
 from .signals import TimelineSignals
 from .stitching import WindowStitcher
 
 D = TypeVar("D")
+FLOW_COLUMNS = ("face", "motion_valid", "motion", "appearance_logits")  # what the flow spotter reads
 
 
 class ExpressionDetector:
@@ -76,7 +77,7 @@ class ExpressionDetector:
         per-step curves behind them (the motion energy the flow spotter would threshold, and the
         appearance network's emotion probabilities, when the features have those streams)."""
         stitcher = WindowStitcher(self.predict_window, self.window, self.overlap, min_score=self.thresholds)
-        keep = [c for c in ("motion", "motion_valid", "appearance_logits") if c in self.extractor.layout]
+        keep = [c for c in FLOW_COLUMNS if c in self.extractor.layout]
         scan = scan_video(source, self.settings, self.fps, self.extractor, self.batch_size, stitcher.push, progress,
                           keep=keep)
         found = scan.face_found
@@ -85,10 +86,12 @@ class ExpressionDetector:
             detections = within_face_spans(detections, scan.face_spans())
         names_t, names_e = self.model.config.type_names, self.model.config.emotion_names
         found_intervals = [(d.onset, d.offset, names_t[d.type], names_e[d.emotion], d.score) for d in detections]
-        model = {"name": self.record.info.get("name", "FEDN"), "source": self.source, **self.record.info}
+        # the record's provenance, less the recipe's YAML text (it is in the record itself)
+        model = {"name": "FEDN", "source": self.source,
+                 **{k: v for k, v in self.record.info.items() if k != "recipe"}}
         result = scan.result(found_intervals, {k: round(v, 4) for k, v in zip(names_t, self.thresholds)},
                              method="fedn", model=model)
-        energy = spot_flow_on(scan) if "motion" in keep else None
+        energy = spot_flow_on(scan) if set(keep) == set(FLOW_COLUMNS) else None
         return result, scan.source_boxes(), scan.signals(energy)
 
 
@@ -108,7 +111,7 @@ class FlowDetector:
     def detect(self, source: str, progress: bool = True) -> Tuple[VideoResult, np.ndarray, TimelineSignals]:
         """As :meth:`ExpressionDetector.detect`."""
         scan = scan_video(source, self.features, self.fps, self.extractor, self.batch_size, lambda rows: None,
-                          progress, keep=("motion", "motion_valid", "appearance_logits"))
+                          progress, keep=FLOW_COLUMNS)
         found = spot_flow_on(scan, self.spotter)
         intervals = [i.as_tuple() for i in found.intervals] if scan.face_found else []
         model = {"name": "optical-flow spotter (training-free)", "settings": found.settings,
@@ -119,9 +122,9 @@ class FlowDetector:
 
 
 def spot_flow_on(scan: "VideoScan", settings: Optional[FlowSpotterSettings] = None) -> FlowSpotResult:
-    """The flow spotter on a scan's kept motion and appearance columns."""
-    return spot_flow(scan.column("motion").reshape(-1, MOTION_DIM), scan.column("motion_valid").ravel() > 0.5,
-                     scan.fps, segments_ok=scan.face_spans(), emotion_probs=scan.emotion_probs(), settings=settings)
+    """The flow spotter on a scan's kept face, motion and appearance columns."""
+    rows, layout = scan.rows()
+    return spot_flow_rows(rows, layout, scan.cut_steps, scan.fps, settings)
 
 
 def within_face_spans(detections: Sequence[D], spans: Sequence[Tuple[int, int]]) -> List[D]:
@@ -167,15 +170,21 @@ class VideoScan:
         """Inclusive step ranges with a face on every step and no shot cut inside."""
         return face_spans(self.present, self.cut_steps)
 
+    def rows(self) -> Tuple[np.ndarray, Dict[str, Tuple[int, int]]]:
+        """The kept columns side by side ``(T, D')`` and their layout (name -> column range)."""
+        layout, start, parts = {}, 0, []
+        for name in self.columns:
+            part = self.column(name).reshape(self.steps, -1)
+            layout[name] = (start, start + part.shape[1])
+            start += part.shape[1]
+            parts.append(part)
+        return (np.concatenate(parts, 1) if parts else np.zeros((self.steps, 0), np.float32)), layout
+
     def emotion_probs(self) -> Optional[np.ndarray]:
         """``(T, 7)`` appearance probabilities (FER classes), NaN on steps without a face."""
         if not self.columns.get("appearance_logits"):
             return None
-        logits = self.column("appearance_logits").reshape(-1, len(FER_CLASSES)).astype(np.float64)
-        probs = np.exp(logits - logits.max(1, keepdims=True))
-        probs /= probs.sum(1, keepdims=True)
-        probs[~np.asarray(self.present, bool)] = np.nan
-        return probs
+        return emotion_probabilities(self.column("appearance_logits").reshape(self.steps, -1), self.present)
 
     def signals(self, flow: Optional[FlowSpotResult] = None) -> TimelineSignals:
         """The curves for the timeline: the motion energy (and the flow spotter's level), the

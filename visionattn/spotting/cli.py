@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 from ..utils.console import quiet_library_chatter
@@ -18,11 +19,20 @@ from ..utils.console import quiet_library_chatter
 CHECKPOINT_MONITOR = "val/f1"
 
 
+class ProgressBar(TQDMProgressBar):
+    """tqdm's bar without the logger's version number (our runs use fixed folder names)."""
+
+    def get_metrics(self, trainer, pl_module):
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
+
+
 def default_callbacks(root: Path, progress_bar: bool = True) -> list:
     """Progress bar (tqdm, also where ``rich`` is installed) and the best / last checkpoints."""
-    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.callbacks import ModelCheckpoint
 
-    bar = [TQDMProgressBar()] if progress_bar else []
+    bar = [ProgressBar()] if progress_bar else []
     return bar + [ModelCheckpoint(dirpath=str(root / "checkpoints"), monitor=CHECKPOINT_MONITOR, mode="max",
                                   save_last=True)]
 

@@ -106,3 +106,20 @@ def test_thresholds_per_type_maximise_overall_f1():
     # keep every micro hit and drop its false alarms (0.15); drop the macro false alarms (0.6):
     # F1 = 1, which no single shared threshold reaches
     assert (micro, macro) == (0.15, 0.6)
+
+
+def test_thresholds_take_the_middle_of_an_equally_good_range():
+    from visionattn.evaluation import Interval
+    from visionattn.spotting.module import choose_thresholds
+
+    truths = [Interval("s1", "v", 10 * i, 10 * i + 5, "micro", "positive") for i in range(3)]
+    truths += [Interval("s1", "v", 100 + 50 * i, 100 + 50 * i + 30, "macro", "negative") for i in range(3)]
+    # micro: hits at 0.6, a false alarm at 0.1 -> every threshold in (0.1, 0.6] is equally good;
+    # macro: hits at 0.9, nothing else -> every threshold up to 0.9 is
+    preds = [Interval(t.subject, t.video, t.onset, t.offset, t.type, t.emotion, 0.6 if t.type == "micro" else 0.9)
+             for t in truths]
+    preds.append(Interval("s1", "v", 500, 505, "micro", "others", 0.1))
+    candidates = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    # best micro range 0.2..0.6 -> its middle 0.4; best macro range 0.05..0.9 -> its middle 0.45 lies
+    # between 0.4 and 0.5, and a tie goes to the lower threshold (hand-computed)
+    assert choose_thresholds(truths, preds, ("micro", "macro"), candidates=candidates) == (0.4, 0.4)

@@ -37,6 +37,10 @@ def choose_thresholds(truths: Sequence[Interval], preds: Sequence[Interval], kin
 
     Matching is per type, so each type's counts depend on its own threshold only: every
     ``(type, threshold)`` is counted once, then all combinations are scored from pooled counts.
+    A few validation subjects usually leave a range of thresholds equally good (no validation
+    score falls between them); of the best combinations, the one nearest the middle of each
+    type's range is taken (a tie goes to the lower threshold), which keeps the largest margin on
+    both sides for unseen subjects.
     """
     counts = {k: {t: spotting_scores(truths, [p for p in preds if p.type == k and p.score >= t])[k]
                   for t in candidates} for k in kinds}
@@ -44,7 +48,12 @@ def choose_thresholds(truths: Sequence[Interval], preds: Sequence[Interval], kin
     def overall_f1(ts: Tuple[float, ...]) -> float:
         return prf(*(sum(counts[k][t][c] for k, t in zip(kinds, ts)) for c in ("tp", "fp", "fn")))["f1"]
 
-    return tuple(float(t) for t in max(itertools.product(candidates, repeat=len(kinds)), key=overall_f1))
+    combos = list(itertools.product(candidates, repeat=len(kinds)))
+    best_f1 = max(overall_f1(c) for c in combos)
+    best = [c for c in combos if overall_f1(c) >= best_f1 - 1e-12]
+    middle = [float(np.median([c[i] for c in best])) for i in range(len(kinds))]
+    chosen = min(best, key=lambda c: (sum(abs(t - m) for t, m in zip(c, middle)), c))
+    return tuple(float(t) for t in chosen)
 
 
 class SpottingModule(L.LightningModule):

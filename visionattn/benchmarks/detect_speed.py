@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> dict:
     from ..data.frames import iter_timed_frames
     from ..inference.detector import FlowDetector
     from ..inference.stitching import WindowStitcher
-    from .fedn_accuracy import spot_flow_rows
+    from ..inference.flow_spotter import spot_flow_rows
 
     threads = args.threads
     torch.set_num_threads(threads)

@@ -1,14 +1,15 @@
 """FEDN accuracy on held-out synthetic subjects, with the ablations: ``visionattn benchmark-fedn``.
 
 One run synthesizes a dataset (``visionattn synth``), prepares its features as the repository's
-synthetic recipe says (``configs/fedn/base.yaml`` + ``configs/fedn/synthetic.yaml``: face crops,
-the frame encoder pretrained on the training subjects' frames, frozen features; timed apart),
-trains FEDN with that recipe on all subjects but the last ``--test-subjects`` ones, choosing
-the epoch and score thresholds on validation subjects drawn from the training subjects, and
-scores the held-out subjects' predictions with the MEGC metrics (overall / micro / macro
-spotting F1, STRS, mAP). It repeats the training for each ablation row: without segment attention, without sliding-window attention, without
-either. Everything is resumable: the dataset, the feature cache and each finished row are
-reused, and an interrupted row resumes from its last checkpoint.
+synthetic recipe says (``configs/fedn/base.yaml`` + ``configs/fedn/synthetic.yaml``: the default
+landmark front end with the motion and appearance streams; timed apart), trains FEDN with that
+recipe on all subjects but the last ``--test-subjects`` ones, choosing the epoch and score
+thresholds on validation subjects drawn from the training subjects, and scores the held-out
+subjects' predictions with the MEGC metrics (overall / micro / macro spotting F1, STRS, mAP).
+It repeats the training for each row: one stream alone, the earlier recipe (Haar crops and a
+pretrained ResNet-18), the attention ablations; the training-free flow spotter is the baseline
+row (nothing trained). Everything is resumable: the dataset, the feature caches and each
+finished row are reused, and an interrupted row resumes from its last checkpoint.
 """
 from __future__ import annotations
 

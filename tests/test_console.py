@@ -24,6 +24,7 @@ def _logged(logger_name: str, message: str, caplog) -> bool:
     ("lightning.pytorch.utilities.rank_zero", "GPU available: False, used: False"),
     ("lightning.pytorch.utilities.rank_zero", "TPU available: False, using: 0 TPU cores"),
     ("lightning.pytorch.utilities.rank_zero", "Loading `train_dataloader` to estimate number of stepping batches."),
+    ("lightning.pytorch.utilities.rank_zero", "Restoring states from the checkpoint path at /x/epoch=3-step=64.ckpt"),
     ("lightning.fabric.utilities.seed", "Seed set to 0"),
     ("lightning.fabric.utilities.seed", "[rank: 1] Seed set to 0"),
 ])

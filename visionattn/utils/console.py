@@ -17,6 +17,8 @@ _LIGHTNING_INFO_NOISE = (
     "IPU available:",
     "Seed set to",
     "Loading `train_dataloader` to estimate number of stepping batches",
+    "Restoring states from the checkpoint path",
+    "Loaded model weights from the checkpoint",
 )
 
 # Warnings raised by our dependencies' own internals, or by how visionattn drives them, never by

@@ -133,8 +133,10 @@ for dist in mmengine mmcv-lite mmcv-full; do
         pip uninstall --quiet --yes "$dist"
     fi
 done
-pip install --quiet --no-deps --force-reinstall "$wheel"
+# mmcv last and without its dependencies: pip's resolver would otherwise report mmcv's
+# `mmengine` requirement as unmet (onedl-mmengine provides the module under another name).
 pip install --quiet "${MMCV_RUNTIME_DEPS[@]}" "$MMENGINE_DIST" "mmdet==$MMDET_VERSION"
+pip install --quiet --no-deps --force-reinstall "$wheel"
 
 "$PY" - <<'EOF' || die "the installed stack does not import (see above)"
 from importlib import metadata

@@ -197,10 +197,10 @@ def _casme3_frames(cells, cols, where: str) -> Tuple[int, int, int]:
                  for k in ("onset", "apex", "offset"))
 
 
-def _casme3_label_rows(sheet: Sheet, quirks: Quirks, missing_offset: MissingOffset, kind: str):
-    """Rows of a label workbook (sheet ``label``): (where, subject, video, onset, apex, offset,
-    AUs, raw emotion); ``kind`` names what the rows are for the messages."""
-    header, cols = header_columns(sheet, _CASME3_COLUMNS, ("subject", "filename", "onset", "apex", "offset", "emotion"))
+def _casme3_intervals(sheet: Sheet, header: int, cols, quirks: Quirks, missing_offset: MissingOffset):
+    """The interval rows below ``header`` of a CAS(ME)^3 workbook sheet, read the same way in the
+    label and the all-expression workbooks: (where, padded cells, subject, video, onset, apex,
+    offset); rows the missing-offset policy drops are skipped."""
     for number, cells in sheet.rows:
         if number <= header or blank(cells):
             continue
@@ -218,6 +218,15 @@ def _casme3_label_rows(sheet: Sheet, quirks: Quirks, missing_offset: MissingOffs
             continue
         if onset > offset:
             raise UserError(f"{where}: onset {onset} is after offset {offset}")
+        yield where, cells, subject, video, onset, apex, offset
+
+
+def _casme3_label_rows(sheet: Sheet, quirks: Quirks, missing_offset: MissingOffset, kind: str):
+    """Rows of a label workbook (sheet ``label``): (where, subject, video, onset, apex, offset,
+    AUs, raw emotion); ``kind`` names what the rows are for the messages."""
+    header, cols = header_columns(sheet, _CASME3_COLUMNS, ("subject", "filename", "onset", "apex", "offset", "emotion"))
+    for where, cells, subject, video, onset, apex, offset in _casme3_intervals(sheet, header, cols, quirks,
+                                                                              missing_offset):
         raw = cell_str(cells[cols["emotion"]])
         if raw != raw.lower():
             quirks.note(f"{kind} emotion capitalised (Others beside others): lower-cased")
@@ -282,23 +291,8 @@ def load_casme3_annotations(micro_labels: Optional[os.PathLike] = None, workbook
     sheet = next(iter(read_workbook(wb).values()))
     header, cols = header_columns(sheet, _CASME3_COLUMNS, ("subject", "filename", "onset", "apex", "offset", "type"))
     rows = []
-    for number, cells in sheet.rows:
-        if number <= header or blank(cells):
-            continue
-        where = sheet.where(number)
-        cells = list(cells) + [None] * (max(cols.values()) + 1 - len(cells))
-        subject = casme3_subject(cells[cols["subject"]], quirks)
-        video = _casme3_video(cells[cols["filename"]], quirks)
-        if not subject or not video:
-            raise UserError(f"{where}: subject or filename is empty")
-        onset, apex, raw_offset = _casme3_frames(cells, cols, where)
-        offset = fill_offset(onset, apex, raw_offset, missing_offset, where)
-        if raw_offset <= 0:
-            quirks.note(missing_offset_quirk(missing_offset))
-        if offset is None:
-            continue
-        if onset > offset:
-            raise UserError(f"{where}: onset {onset} is after offset {offset}")
+    for where, cells, subject, video, onset, apex, offset in _casme3_intervals(sheet, header, cols, quirks,
+                                                                              missing_offset):
         kind = expression_type(cell_str(cells[cols["type"]]))
         if kind is None:
             raise UserError(f"{where}: expression type {cells[cols['type']]!r} is neither macro- nor micro-expression")

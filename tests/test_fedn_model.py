@@ -14,7 +14,7 @@ from visionattn.models.fedn import FEDN, FEDNConfig, FrameEncoder
 from visionattn.models.fedn.heads import FEDNHeads
 from visionattn.models.fedn.losses import diou_loss_1d, sigmoid_focal_loss
 from visionattn.models.fedn.neck import TemporalPyramidNeck
-from visionattn.models.fedn.postprocess import hard_nms, postprocess_video, soft_nms
+from visionattn.models.fedn.postprocess import hard_nms, postprocess_video, soft_nms, suppress_nested
 from visionattn.models.fedn.segment_attention import SegmentAttention
 from visionattn.models.fedn.targets import assign_targets, make_points
 from visionattn.models.fedn.window_attention import (
@@ -266,6 +266,20 @@ def test_hard_nms_hand_case():
     assert keep.tolist() == [0, 2, 3]
     keep = hard_nms(spans, torch.tensor([0.9, 0.8, 0.7, 0.6]), iou_threshold=0.3)
     assert keep.tolist() == [0, 2]
+
+
+def test_suppress_nested_hand_cases():
+    # sorted by score: a long macro; a micro inside it; a micro that is another reading of the
+    # macro at 60 (IoU 10/12 with it); a macro inside the long one (same type: NMS's business);
+    # a micro half outside the long macro
+    spans = torch.tensor([[0.0, 50.0], [20.0, 26.0], [60.0, 72.0], [10.0, 30.0], [45.0, 55.0], [60.0, 70.0]])
+    types = torch.tensor([1, 0, 1, 1, 0, 0])
+    assert suppress_nested(spans, types, cover=0.8).tolist() == [True, False, True, True, True, True]
+    # cover 0.5: the micro [45, 55] has exactly half its span inside [0, 50]
+    assert suppress_nested(spans, types, cover=0.5).tolist() == [True, False, True, True, False, True]
+    # a dropped detection suppresses nothing: [112, 114] lies inside the dropped micro only
+    spans = torch.tensor([[0.0, 10.0], [100.0, 140.0], [110.0, 120.0], [112.0, 114.0]])
+    assert suppress_nested(spans, torch.tensor([0, 1, 0, 1]), cover=0.8).tolist() == [True, True, False, True]
 
 
 def test_postprocess_decodes_inclusive_frames():

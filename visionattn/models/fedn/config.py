@@ -61,7 +61,10 @@ class FEDNConfig:
         ``pre_nms_threshold``/``pre_nms_topk`` per level, ``nms_method`` (``"soft"``: Gaussian
         Soft-NMS, ``"hard"``, or ``"none"``), ``nms_sigma``, ``nms_iou_threshold`` (hard NMS),
         ``min_score`` after NMS, ``max_detections`` per video, ``nms_class_agnostic`` (otherwise
-        micro and macro are suppressed separately), ``score_with_emotion`` (multiply the type
+        micro and macro are suppressed separately), ``nested_cover``: a detection with at least this
+        fraction of its span inside a higher-scoring one of the other type, and overlapping it less
+        than a MEGC match (IoU < 0.5), is dropped as a part of that expression (``None``: kept;
+        :func:`.postprocess.suppress_nested`), ``score_with_emotion`` (multiply the type
         probability by the emotion confidence), ``min_duration``: shorter decoded spans (frames) are
         dropped before NMS (half a frame: anything shorter would not round to a frame).
     """
@@ -118,6 +121,7 @@ class FEDNConfig:
     nms_sigma: float = 0.5
     nms_iou_threshold: float = 0.1
     nms_class_agnostic: bool = False
+    nested_cover: Optional[float] = 0.8
     min_score: float = 0.001
     max_detections: int = 200
     score_with_emotion: bool = False
@@ -146,6 +150,8 @@ class FEDNConfig:
             raise ValueError(f"input_norm must be 'none' or 'sequence', got {self.input_norm!r}")
         if self.segment_weighting not in ("softmax", "sigmoid"):
             raise ValueError(f"segment_weighting must be 'softmax' or 'sigmoid', got {self.segment_weighting!r}")
+        if self.nested_cover is not None and not 0 < self.nested_cover <= 1:
+            raise ValueError(f"nested_cover must be in (0, 1] or null, got {self.nested_cover!r}")
 
     @property
     def num_types(self) -> int:

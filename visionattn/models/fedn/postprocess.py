@@ -1,4 +1,6 @@
-"""From per-point outputs to expression intervals: decode, pre-NMS top-k, (Soft-)NMS. Pure torch.
+"""From per-point outputs to expression intervals: decode, pre-NMS top-k, (Soft-)NMS, nested suppression.
+
+Pure torch.
 
 Decoding uses the continuous convention of :mod:`.targets`: the point ``p`` (frames) of a level
 with stride ``s`` and distances ``(d_s, d_e)`` gives the span ``[p - d_s s, p + d_e s]``, clipped
@@ -71,6 +73,33 @@ def hard_nms(segments: Tensor, scores: Tensor, iou_threshold: float = 0.1, max_d
     return torch.stack(keep) if keep else order.new_zeros(0)
 
 
+def suppress_nested(segments: Tensor, types: Tensor, cover: float, max_iou: float = 0.5) -> Tensor:
+    """Drop a detection that lies inside a higher-scoring one of another type yet is not the same event.
+
+    A face shows one expression at a time, so a short micro detection found during a long macro
+    one is a part of it (its onset or its peak), not a second expression. Two detections of
+    different types that overlap as much as a MEGC match (IoU >= ``max_iou``) are the two
+    readings of one event and are both kept: the per-type score thresholds decide between them.
+
+    Args:
+        segments: ``(N, 2)`` continuous spans, sorted by descending score; types: ``(N,)``.
+        cover: the fraction of a detection's span that must lie inside the other one.
+    Returns:
+        ``(N,)`` bool, True for the detections kept (each judged against the kept ones above it).
+    """
+    n = segments.shape[0]
+    length = (segments[:, 1] - segments[:, 0]).clamp(min=1e-8)
+    inter = (torch.minimum(segments[:, None, 1], segments[None, :, 1])
+             - torch.maximum(segments[:, None, 0], segments[None, :, 0])).clamp(min=0)
+    iou = inter / (length[:, None] + length[None, :] - inter).clamp(min=1e-8)
+    # nested[i, j]: i lies inside j, of another type, and is too short to be j's event
+    nested = (inter / length[:, None] >= cover) & (iou < max_iou) & (types[:, None] != types[None, :])
+    keep = torch.ones(n, dtype=torch.bool, device=segments.device)
+    for i in range(1, n):
+        keep[i] = not bool((nested[i, :i] & keep[:i]).any())
+    return keep
+
+
 def _nms(segments: Tensor, scores: Tensor, config: FEDNConfig) -> Tuple[Tensor, Tensor]:
     """The configured suppression on one class: ``(N, 2), (N,) -> (keep (K,), scores (K,))``."""
     if config.nms_method == "soft":
@@ -137,6 +166,9 @@ def postprocess_video(
         new_scores = torch.cat([s for _, s in picks]) if picks else scores_t.new_zeros(0)
     order = new_scores.argsort(descending=True)[: config.max_detections]
     keep, new_scores = keep[order], new_scores[order]
+    if config.nested_cover is not None and keep.numel() > 1:
+        inside = suppress_nested(spans_t[keep], types_t[keep], config.nested_cover)
+        keep, new_scores = keep[inside], new_scores[inside]
 
     span = spans_t[keep]
     onset = torch.round(span[:, 0] + 0.5).long().clamp(0, length - 1)

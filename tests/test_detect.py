@@ -111,8 +111,6 @@ def test_resample_variable_rate_keeps_time() -> None:
 
 # ---------------------------------------------------------------- the command, end to end
 import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
@@ -121,6 +119,7 @@ import yaml  # noqa: E402
 from visionattn.cli import main  # noqa: E402
 from visionattn.data.frames import iter_frames  # noqa: E402
 from visionattn.evaluation import read_intervals_csv  # noqa: E402
+from media import write_video  # noqa: E402
 
 TINY = {
     "seed_everything": 0,
@@ -133,15 +132,6 @@ TINY = {
     "data": {"dataset": "synthetic", "features": {"face_size": 64, "detect_every": 10},
              "val_subjects": 1, "window": 128, "windows_per_epoch": 4, "batch_size": 2},
 }
-
-
-def _write_video(path: Path, frames, fps: float = 30.0) -> Path:
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    for f in frames:
-        writer.write(f)
-    writer.release()
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +200,7 @@ def test_bad_videos_are_named_and_the_rest_still_run(trained, tmp_path, capsys) 
     corrupt.write_bytes(video.read_bytes()[:2000])
     missing = tmp_path / "missing.mp4"
     rng = np.random.default_rng(0)
-    no_face = _write_video(tmp_path / "noface.mp4",
+    no_face = write_video(tmp_path / "noface.mp4",
                            [cv2.GaussianBlur(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), (9, 9), 3)
                             for _ in range(45)], fps=25.0)
     code = main(["detect", str(not_video), str(corrupt), str(missing), str(no_face), str(video),
@@ -231,7 +221,7 @@ def test_bad_videos_are_named_and_the_rest_still_run(trained, tmp_path, capsys) 
 def test_odd_frame_rate_is_resampled_to_the_model_rate(trained, tmp_path) -> None:
     root, ckpt, video = trained
     frames = [f for _, (_, f) in zip(range(150), iter_frames(video))]
-    fast = _write_video(tmp_path / "fast.mp4", [f for f in frames for _ in (0, 1)], fps=60.0)  # same 5 s at 60 fps
+    fast = write_video(tmp_path / "fast.mp4", [f for f in frames for _ in (0, 1)], fps=60.0)  # same 5 s at 60 fps
     assert main(["detect", str(fast), "--checkpoint", str(ckpt), "--out", str(tmp_path), "--threshold", "0.0",
                  "--window", "4096", "--no-progress", "--annotate"]) == 0
     result = json.loads((tmp_path / "fast.json").read_text())

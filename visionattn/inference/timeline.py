@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 # An explicit Agg canvas on a bare Figure: works headless and leaves pyplot's global state
@@ -241,12 +242,14 @@ def _frame_time(result: VideoResult, frame: float, per_frame: float) -> float:
 
 
 def _draw_score(ax, signals: TimelineSignals) -> None:
-    ax.plot(signals.times_s, signals.score, color=SCORE_COLOR, linewidth=1.0, zorder=3, label=signals.score_label)
+    # wrapped: the legend's column and the panel's height hold about 16 characters at this size
+    label = textwrap.fill(signals.score_label, 16)
+    ax.plot(signals.times_s, signals.score, color=SCORE_COLOR, linewidth=1.0, zorder=3, label=label)
     for (name, level), dashes in zip(signals.thresholds().items(), ("--", "-.", ":", (0, (6, 2, 1, 2)))):
         ax.axhline(level, color=THRESHOLD_COLOR, linestyle=dashes, linewidth=1.3, zorder=4,
                    label=f"{name} {level:.3g}")
     ax.set_ylim(*score_limits(signals))
-    ax.set_ylabel(signals.score_label, fontsize=8)
+    ax.set_ylabel(label, fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
 

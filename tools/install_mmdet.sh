@@ -140,18 +140,19 @@ pip install --quiet --no-deps --force-reinstall "$wheel"
 
 "$PY" - <<'EOF' || die "the installed stack does not import (see above)"
 from importlib import metadata
+providers = {}
 for module in ("mmengine", "mmcv"):
-    providers = sorted({d.metadata["Name"] for d in metadata.distributions()
-                        if any(str(f).startswith(module + "/") for f in (d.files or []))})
-    assert len(providers) == 1, f"{len(providers)} distributions provide '{module}': {providers}"
-    print(f"'{module}' provided by {providers[0]}")
+    names = sorted({d.metadata["Name"] for d in metadata.distributions()
+                    if any(str(f).startswith(module + "/") for f in (d.files or []))})
+    assert len(names) == 1, f"{len(names)} distributions provide '{module}': {names}"
+    providers[module] = names[0]
 import mmdet.models, mmcv.ops  # noqa: F401
 from mmcv.ops import nms  # noqa: F401
 import torch
 boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.], [20., 20., 30., 30.]])
 _, keep = nms(boxes, torch.tensor([0.9, 0.8, 0.7]), 0.5)
 assert keep.tolist() == [0, 2], keep
-print("mmdet stack OK: mmdet.models and mmcv.ops.nms work")
+print(f"mmdet stack OK ({', '.join(f'{m} from {d}' for m, d in providers.items())}): mmdet.models and mmcv.ops.nms work")
 EOF
 echo "$stamp_text" > "$stamp"
 log "installed ($key)"

@@ -30,7 +30,7 @@ from ..features.pretraining import check_not_trained_on, encoder_key, pretrain_f
 from ..features.settings import FeatureSettings
 from ..inference.record import DEFAULT_WINDOW
 from ..models.fedn.config import EMOTION_NAMES, TYPE_NAMES
-from ..utils import UserError
+from ..utils import UserError, preserved_random_state
 
 IGNORE_EMOTION = -1  # FEDN: spotting target without emotion loss (CAS(ME)^3 macro rows)
 
@@ -173,8 +173,13 @@ class ExpressionDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         """Extract per-frame features for every video, after pretraining the frame encoder on the
-        training subjects if ``features.pretrain`` asks for it (once; rank 0 only under DDP)."""
-        self.prepare_features()
+        training subjects if ``features.pretrain`` asks for it (once; rank 0 only under DDP).
+
+        The random streams are left as they were: this work happens only where a cache is cold,
+        and a training must draw the same windows (and FEDN the same initial weights) whether its
+        features were made just now or found cached."""
+        with preserved_random_state():
+            self.prepare_features()
 
     def prepare_features(self, videos: Optional[Sequence[str]] = None, progress: bool = True) -> None:
         """:meth:`prepare_data` for the video ids ``videos`` only (default: all), so that several

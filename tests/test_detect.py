@@ -174,7 +174,8 @@ def test_detect_matches_training_predictions_and_writes_every_output(trained, ca
     rows = read_intervals_csv(out / f"{video.stem}.csv")
     assert len(rows) == len(result["intervals"]) and rows[0].video == video.stem
     assert cv2.imread(str(out / f"{video.stem}_timeline.png")) is not None
-    assert "expressions" in capsys.readouterr().out
+    n = len(result["intervals"])
+    assert f": {n} {'expression' if n == 1 else 'expressions'} (" in capsys.readouterr().out
 
 
 def test_detect_windows_agree_with_one_pass(trained) -> None:

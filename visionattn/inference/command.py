@@ -69,10 +69,11 @@ def summary_line(result) -> str:
         return f"{result.video}: no face found in {result.frame_count} frames; empty result written"
     micro = sum(i.type == "micro" for i in result.intervals)
     no_face = sum(last - first + 1 for first, last in result.frames_without_face)
-    notes = "".join([f"; {len(result.shot_cuts)} shot cuts" if result.shot_cuts else "",
-                     f"; {no_face} frames without a face" if no_face else ""])
-    return (f"{result.video}: {len(result.intervals)} expressions ({micro} micro, {len(result.intervals) - micro} "
-            f"macro) in {result.duration_s:.1f} s ({result.method}){notes}")
+    cuts, found = len(result.shot_cuts), len(result.intervals)
+    notes = "".join([f"; {cuts} shot {'cut' if cuts == 1 else 'cuts'}" if cuts else "",
+                     f"; {no_face} {'frame' if no_face == 1 else 'frames'} without a face" if no_face else ""])
+    return (f"{result.video}: {found} {'expression' if found == 1 else 'expressions'} ({micro} micro, "
+            f"{found - micro} macro) in {result.duration_s:.1f} s ({result.method}){notes}")
 
 
 def detect(videos: Sequence[str], out: PathLike, checkpoint: Optional[PathLike] = None, method: str = "fedn",

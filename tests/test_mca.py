@@ -47,7 +47,7 @@ def test_matches_published_formulation(variant, kernel_size, mode, batch):
         mca.cmc.weight.normal_(0, 0.5)
         mca.cmc.bias.fill_(0.1)
     expected = published_mca(x.numpy(), VARIANT_MOMENTS[variant], mca.cmc.weight.detach().numpy(),
-                             float(mca.cmc.bias))
+                             float(mca.cmc.bias.detach()))
     if mode == "script":
         mca = torch.jit.script(mca)
     if mode.startswith("train"):

@@ -25,8 +25,14 @@ def annotated_frame_numbers(meta: dict, first_frame: int) -> np.ndarray:
 
 
 def rows_of(frame_numbers: np.ndarray, frames: np.ndarray) -> np.ndarray:
-    """Row index of each annotation frame number (the next row for numbers in a gap)."""
-    return np.clip(np.searchsorted(frame_numbers, frames), 0, len(frame_numbers) - 1)
+    """Row index of each annotation frame number: the row of that frame, or for a number between
+    rows (a resampled video: SAMM-LV's 200 fps at 30 model steps a second) the row nearest to it,
+    the earlier one on a tie, so onsets and offsets move by at most half a step either way."""
+    frame_numbers, frames = np.asarray(frame_numbers), np.asarray(frames)
+    after = np.clip(np.searchsorted(frame_numbers, frames), 0, len(frame_numbers) - 1)
+    before = np.clip(after - 1, 0, None)
+    nearer_before = np.abs(frames - frame_numbers[before]) <= np.abs(frame_numbers[after] - frames)
+    return np.where(nearer_before, before, after)
 
 
 def cut_rows(meta: dict) -> np.ndarray:

@@ -165,6 +165,29 @@ def test_event_across_a_cut_is_not_reported_across_it(as_mask):
         assert valid[x.onset:x.offset + 1].all()
 
 
+def test_each_long_shot_is_judged_against_its_own_noise():
+    # Two 60 s shots of one video: a quiet close-up (noise 0.1 % IOD) with three clear brow
+    # raises of 1.5 % IOD (over 10 of its noise units), then a wide shot whose flow is ten times
+    # noisier and holds no expression. Pooled over the video, the noise level lands between the
+    # two, so the quiet shot's movements would fall under the threshold and the noisy shot's
+    # noise would rise above it.
+    fps, n = 30.0, 1800
+    events = [(300, 345, 1.5, BROWS), (900, 945, 1.5, BROWS), (1500, 1545, 1.5, BROWS)]
+    quiet, valid_q = stream(n, fps, events, seed=3, sigma_pair=0.1, sigma_state=0.1)
+    noisy, valid_n = stream(n, fps, seed=4, sigma_pair=1.0, sigma_state=1.0)
+    motion, valid = np.concatenate([quiet, noisy]), np.concatenate([valid_q, valid_n])
+    spans = [(0, n - 1), (n, 2 * n - 1)]
+    found = spot_flow(motion, valid, fps, spans).intervals
+    assert [x for x in found if x.onset >= n] == []
+    for onset, offset, _, _ in events:
+        assert any(iou((x.onset, x.offset), (onset, offset)) >= 0.5 for x in found), (onset, offset, found)
+    # the same video judged against its pooled noise (spans shorter than the setting) misses
+    # the quiet shot's movements or invents some in the noisy one
+    pooled = spot_flow(motion, valid, fps, spans, settings=FlowSpotterSettings(span_noise_min_s=120.0)).intervals
+    hits = sum(any(iou((x.onset, x.offset), (on, off)) >= 0.5 for x in pooled) for on, off, _, _ in events)
+    assert hits < 3 or any(x.onset >= n for x in pooled)
+
+
 def test_adjacent_tracks_without_a_cut_never_mix():
     # Two tracks touching at frame 300 with no cut and no gap: frames 300..305 compare a face of
     # the old track (t - lag) with one of the new, so they must not be used at all.

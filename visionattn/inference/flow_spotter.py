@@ -2,7 +2,7 @@
 
 A pure function of per-frame arrays, in the line of the MEGC baselines and the training-free
 ROI optical-flow spotter of Zhao et al. (ACM MM 2022): per-region motion signals, peaks judged
-against the video's own noise level, intervals from where the motion rises and falls, type from
+against the shot's own noise level, intervals from where the motion rises and falls, type from
 the duration in seconds, emotion from the appearance network near the apex. No learning, no
 parameter chosen on any dataset: every default below is argued from what a facial movement is.
 
@@ -42,11 +42,14 @@ The decision signal
    A lasting change (a new head pose, a one-frame flow error, which the sum keeps for good, slow
    drift) moves one flank only and gives nothing; the flow's random-walk error enters only over
    ``h``, not over the whole video. Flanks beyond a run are its end frames.
-4. **The video's own noise.** At every scale each used component ``(region, dx|dy)`` is divided
-   by the robust standard deviation (``1.4826 * MAD``, over the video's usable frames, floored at
-   ``min_noise`` % IOD so that a perfectly still clip cannot turn quantisation into expressions)
-   of the one-flank difference ``X(t) - X(t -/+ h)``: the contrast exceeds ``k`` of these only if
-   both flanks do. Expressions cover a small part of a video, so the MAD sees the noise.
+4. **The shot's own noise.** At every scale each used component ``(region, dx|dy)`` is divided
+   by the robust standard deviation (``1.4826 * MAD``, floored at ``min_noise`` % IOD so that a
+   perfectly still clip cannot turn quantisation into expressions) of the one-flank difference
+   ``X(t) - X(t -/+ h)``: the contrast exceeds ``k`` of these only if both flanks do. The MAD is
+   taken over the usable frames of each face span (one face, one shot) that has at least
+   ``span_noise_min_s`` of them, and over the whole video's for shorter spans: a quiet close-up and
+   a noisy wide shot of one film each get their own level. Expressions cover a small part of a
+   span that long, so the MAD sees the noise.
 5. **Energy** ``E(t) = max over scales and used regions of |(C_dx, C_dy)| / noise``, in noise
    units (for Gaussian noise one region and flank exceed ``k`` with probability
    ``exp(-k^2 / 2)``). The eyes are left out by default: a blink is a large, fast eye-region
@@ -57,9 +60,10 @@ The decision signal
 Head motion
 -----------
 Where the head (the nose's raw flow, ``|(dx, dy)|`` of the nose row) moves by more than
-``max(head_k * its noise, head_min)`` % IOD within the lag, alignment leaves parallax in every
-region's residual. Those frames (padded by ``head_pad_s``) contribute ``g = 0``: the face is
-taken not to change while the head moves. A head movement therefore never becomes an
+``max(head_k * its noise, head_min)`` % IOD within the lag (its noise: the span's or the
+video's, as in step 4), alignment leaves parallax in every region's residual. Those frames
+(padded by ``head_pad_s``) contribute ``g = 0``: the face is taken not to change while the head
+moves. A head movement therefore never becomes an
 expression; an expression made during one is lost (refused rather than invented).
 
 Intervals
@@ -167,6 +171,9 @@ class FlowSpotterSettings:
     """Invalid stretches inside a face span up to this long (a dropped landmark fit makes two
     holes one lag apart) are bridged: the motion there counts as zero and no interval includes
     them. Longer ones end the run: the neutral is not carried across."""
+    span_noise_min_s: float = 10.0
+    """A face span (one face, one shot) with at least this many usable seconds gets its own noise
+    level; shorter ones use the whole video's (too few frames for a robust median of their own)."""
     scale_ratio: float = 2 ** 0.5
     """Ratio of successive expression durations on the ladder of contrast scales (9 rungs from
     0.25 to 4 s); a movement between two rungs is seen at nearly full size by the longer one."""
@@ -182,7 +189,7 @@ class FlowSpotterSettings:
         positive = ("interval_s", "max_duration_s", "micro_max_s", "peak_k", "min_noise", "head_k",
                     "emotion_window_s")
         non_negative = ("min_duration_s", "edge_k", "merge_gap_s", "head_min", "head_pad_s", "min_emotion_gain",
-                        "max_bridge_s")
+                        "max_bridge_s", "span_noise_min_s")
         for name in positive:
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
@@ -232,7 +239,8 @@ class FlowSpotResult:
     ``energy``: ``(T,)`` float32, the lag-corrected energy in noise units (0 on unusable frames);
     ``threshold``: the apex level on that scale (``peak_k``); ``noise``: ``{region: (sd_dx,
     sd_dy)}`` in % IOD, the robust sd of the one-flank displacement difference at the finest
-    scale (the shortest expression); ``usable``: ``(T,)``
+    scale (the shortest expression) over the whole video (a long span is judged against its own,
+    see step 4 of the module doc); ``usable``: ``(T,)``
     bool, the frames the decision could use; ``head_motion``: ``(T,)`` bool, frames ignored as
     head motion; ``lag``: frames.
     """
@@ -403,10 +411,23 @@ def spot_flow(
         usable[a:b + 1] = True
     usable &= valid  # bridged frames belong to a run but are never used or reported
 
+    # Spans long enough for noise levels of their own (step 4 of the module doc).
+    span_of = np.full(n, -1, dtype=np.int64)
+    for a, b, span in runs:
+        span_of[a:b + 1] = span
+    own = {span for span in set(span_of[usable].tolist())
+           if np.count_nonzero(usable & (span_of == span)) >= s.span_noise_min_s * fps}
+
     # Head motion: the nose's raw flow against its own noise (over usable frames only).
     nose = motion[:, _NOSE * _N_STATS:_NOSE * _N_STATS + 2]
-    head_sd = float(_robust_sd(nose[usable].reshape(-1, 1), s.min_noise)[0])
-    head = usable & (np.hypot(nose[:, 0], nose[:, 1]) > max(s.head_k * head_sd, s.head_min))
+
+    def head_level(frames: np.ndarray) -> float:
+        return max(s.head_k * float(_robust_sd(nose[frames].reshape(-1, 1), s.min_noise)[0]), s.head_min)
+
+    level = np.full(n, head_level(usable))
+    for span in own:
+        level[span_of == span] = head_level(usable & (span_of == span))
+    head = usable & (np.hypot(nose[:, 0], nose[:, 1]) > level)
     head = _dilate(head, int(round(s.head_pad_s * fps))) & usable
 
     # Displacement of the used components (dx, dy of each region), (T, 2R), lag-corrected.
@@ -422,26 +443,32 @@ def spot_flow(
     offsets = flank_offsets(s, fps)
     energy = np.zeros(n, dtype=np.float32)
     best = np.zeros(n, dtype=np.int64)
-    sds = np.zeros((len(offsets), len(cols)), dtype=np.float32)
+    sds = np.zeros((len(offsets), len(cols)), dtype=np.float32)  # the whole video's
+    span_sds = {span: np.zeros_like(sds) for span in own}
     # The noise level is a median over the video: 20 000 evenly spread frames pin it to about 1 %.
     stride = max(1, int(usable.sum()) // 20_000)
     for k, h in enumerate(offsets):
         c = np.zeros_like(x)
-        flanks = [np.zeros((0, len(cols)))]
-        for a, b, _ in runs:
+        flanks: Dict[int, List[np.ndarray]] = {}
+        for a, b, span in runs:
             c[a:b + 1], one_sided = _contrast(x[a:b + 1], h, stride)
-            flanks.append(one_sided)
+            flanks.setdefault(span, []).append(one_sided)
         # The noise is the spread of the one-flank difference (the two-flank contrast is mostly
         # exact zeros under noise): the contrast exceeds k of these only if both flanks do.
-        sds[k] = _robust_sd(np.concatenate(flanks), s.min_noise)
-        c /= sds[k]
+        sds[k] = _robust_sd(np.concatenate([np.zeros((0, len(cols)))] + [f for fs in flanks.values() for f in fs]),
+                            s.min_noise)
+        for span in own:
+            span_sds[span][k] = _robust_sd(np.concatenate(flanks[span]), s.min_noise)
+        for a, b, span in runs:
+            c[a:b + 1] /= span_sds[span][k] if span in own else sds[k]
         e = np.sqrt(c[:, 0::2] ** 2 + c[:, 1::2] ** 2).max(axis=1)
         better = e > energy
         energy[better] = e[better]
         best[better] = k
     energy[~usable] = 0.0
 
-    raw = _find_intervals(x, energy, best, offsets, sds, runs, usable, fps, s)
+    run_sds = [span_sds[span] if span in own else sds for _, _, span in runs]
+    raw = _find_intervals(x, energy, best, offsets, run_sds, runs, usable, fps, s)
     intervals = [
         FlowInterval(on, off, "micro" if (off - on + 1) / fps <= s.micro_max_s + 1e-9 else "macro",
                      "others", float(peak / (peak + s.peak_k)), apex, float(peak))
@@ -454,15 +481,16 @@ def spot_flow(
     return FlowSpotResult(intervals, energy.astype(np.float32), float(s.peak_k), noise, usable, head, lag, s.settings())
 
 
-def _find_intervals(x: np.ndarray, energy: np.ndarray, best: np.ndarray, offsets: List[int], sds: np.ndarray,
-                    runs: List[Tuple[int, int, int]], usable: np.ndarray, fps: float,
+def _find_intervals(x: np.ndarray, energy: np.ndarray, best: np.ndarray, offsets: List[int],
+                    run_sds: List[np.ndarray], runs: List[Tuple[int, int, int]], usable: np.ndarray, fps: float,
                     s: FlowSpotterSettings) -> List[Tuple[int, int, int, float]]:
-    """``(onset, offset, apex, peak)`` of every kept interval, in time order."""
+    """``(onset, offset, apex, peak)`` of every kept interval, in time order; ``run_sds[j]``: the
+    noise levels ``(scales, components)`` that run ``j`` was scaled by."""
     max_len = s.max_duration_s * fps
     min_len = s.min_duration_s * fps
     gap = int(round(s.merge_gap_s * fps))
     out: List[Tuple[int, int, int, float]] = []
-    for a, b, _ in runs:
+    for (a, b, _), sds in zip(runs, run_sds):
         e = energy[a:b + 1]
         candidates = np.flatnonzero(e >= s.peak_k)
         if not len(candidates):

@@ -83,12 +83,6 @@ class SpottingModule(L.LightningModule):
         self.save_hyperparameters(ignore=["predictions_dir"])
         self.config = fedn
         self.model: Optional[FEDN] = None
-        # FEDN is built later (configure_model), once the data says its input size; it draws its
-        # initial weights from the generator as it is now, right after the run's seed, so they
-        # depend on the seed alone and not on what data preparation consumed in between. When
-        # nothing drew in between, it draws from the live generator, so the training draws that
-        # follow are also those of a model built here.
-        self._init_rng = torch.random.get_rng_state()
         self.lr, self.weight_decay, self.warmup_epochs = lr, weight_decay, warmup_epochs
         self.predictions_dir = predictions_dir
         self.register_buffer("threshold", torch.full((len(fedn.type_names),), DEFAULT_THRESHOLD))
@@ -105,12 +99,10 @@ class SpottingModule(L.LightningModule):
         elif self.config.feature_dim != dim:
             raise UserError(f"model.fedn.feature_dim {self.config.feature_dim}: the features have {dim} channels "
                             f"(data.features makes them); remove the key, it is taken from the data")
-        if torch.equal(torch.random.get_rng_state(), self._init_rng):
-            self.model = FEDN(self.config)  # nothing drew since construction: draw as if built then
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.random.set_rng_state(self._init_rng)
-                self.model = FEDN(self.config)
+        # Nothing draws between the run's seed and here (data preparation leaves the random
+        # streams as it found them), so the initial weights depend on the seed alone, as if FEDN
+        # were built in __init__.
+        self.model = FEDN(self.config)
 
     def detector_record(self) -> DetectorRecord:
         """What this model is for ``visionattn detect``; the datamodule tells how its features are made."""

@@ -4,7 +4,7 @@ import warnings
 
 import pytest
 
-from visionattn.utils.console import quiet_library_chatter
+from visionattn.utils.console import counted, quiet_library_chatter
 
 
 @pytest.fixture
@@ -60,3 +60,25 @@ def test_jsonargparse_deprecations_are_switched_off_unless_the_user_chose(monkey
     monkeypatch.setenv("JSONARGPARSE_DEPRECATION_WARNINGS", "all")
     quiet_library_chatter()
     assert os.environ["JSONARGPARSE_DEPRECATION_WARNINGS"] == "all"
+
+
+def test_counts_take_the_noun_form_of_their_number():
+    assert [counted(n, "shot cut") for n in (0, 1, 2)] == ["0 shot cuts", "1 shot cut", "2 shot cuts"]
+
+
+def test_detect_summary_line_reads_as_english():
+    from types import SimpleNamespace
+
+    from visionattn.inference.command import summary_line
+
+    def result(types, cuts, gaps):
+        return SimpleNamespace(video="v.mp4", face_found=True, frame_count=300, duration_s=10.0, method="fedn",
+                               intervals=[SimpleNamespace(type=t) for t in types], shot_cuts=cuts,
+                               frames_without_face=gaps)
+
+    assert summary_line(result(["micro"], [120], [(5, 5)])) == \
+        "v.mp4: 1 expression (1 micro, 0 macro) in 10.0 s (fedn); 1 shot cut; 1 frame without a face"
+    assert summary_line(result(["micro", "macro", "macro"], [], [(0, 2), (9, 9)])) == \
+        "v.mp4: 3 expressions (1 micro, 2 macro) in 10.0 s (fedn); 4 frames without a face"
+    assert summary_line(SimpleNamespace(video="v.mp4", face_found=False, frame_count=150)) == \
+        "v.mp4: no face found in 150 frames; empty result written"

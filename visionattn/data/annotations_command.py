@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..utils import UserError, atomic_write_text
+from ..utils import UserError, atomic_write_text, counted
 from .annotations import EMOTIONS4, EXPRESSION_TYPES, ground_truth_csv, parse_missing_offset
 
 
@@ -45,13 +45,14 @@ def summary(table) -> dict:
 
 def format_summary(dataset: str, s: dict, out: str) -> str:
     types = ", ".join(f"{s['types'][k]} {k}" for k in reversed(EXPRESSION_TYPES))
-    lines = [f"{dataset}: {s['rows']} expressions ({types}), {s['subjects']} subjects, {s['videos']} videos -> {out}"]
+    lines = [f"{dataset}: {counted(s['rows'], 'expression')} ({types}), {counted(s['subjects'], 'subject')}, "
+             f"{counted(s['videos'], 'video')} -> {out}"]
     lines += [f"  read {w}" for w in s["workbooks"]]
     if s["emotions"]:
         lines.append("  emotions: " + ", ".join(f"{k} {v}" for k, v in s["emotions"].items()))
     if s["quirks"]:
         lines.append("  quirks resolved:")
-        lines += [f"    {what}: {n} row{'s' if n != 1 else ''}" for what, n in s["quirks"].items()]
+        lines += [f"    {what}: {counted(n, 'row')}" for what, n in s["quirks"].items()]
     else:
         lines.append("  no quirks found")
     return "\n".join(lines) + "\n"

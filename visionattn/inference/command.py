@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from ..utils import UserError
+from ..utils import UserError, counted
 from ..utils.io import PathLike
 
 
@@ -70,9 +70,9 @@ def summary_line(result) -> str:
     micro = sum(i.type == "micro" for i in result.intervals)
     no_face = sum(last - first + 1 for first, last in result.frames_without_face)
     cuts, found = len(result.shot_cuts), len(result.intervals)
-    notes = "".join([f"; {cuts} shot {'cut' if cuts == 1 else 'cuts'}" if cuts else "",
-                     f"; {no_face} {'frame' if no_face == 1 else 'frames'} without a face" if no_face else ""])
-    return (f"{result.video}: {found} {'expression' if found == 1 else 'expressions'} ({micro} micro, "
+    notes = "".join([f"; {counted(cuts, 'shot cut')}" if cuts else "",
+                     f"; {counted(no_face, 'frame')} without a face" if no_face else ""])
+    return (f"{result.video}: {counted(found, 'expression')} ({micro} micro, "
             f"{found - micro} macro) in {result.duration_s:.1f} s ({result.method}){notes}")
 
 

@@ -32,6 +32,12 @@ _DEPENDENCY_WARNINGS = (
 )
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and the noun in the form ``n`` takes: ``counted(1, "shot cut")`` is "1 shot cut",
+    ``counted(3, "row")`` "3 rows" (nouns that take an s)."""
+    return f"{n} {noun if n == 1 else noun + 's'}"
+
+
 class _DropPrefixes(logging.Filter):
     def __init__(self, prefixes):
         super().__init__()

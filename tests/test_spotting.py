@@ -123,3 +123,74 @@ def test_thresholds_take_the_middle_of_an_equally_good_range():
     # best micro range 0.2..0.6 -> its middle 0.4; best macro range 0.05..0.9 -> its middle 0.45 lies
     # between 0.4 and 0.5, and a tie goes to the lower threshold (hand-computed)
     assert choose_thresholds(truths, preds, ("micro", "macro"), candidates=candidates) == (0.4, 0.4)
+
+
+def _module_for(feature_dim: int, **kwargs):
+    """A SpottingModule built as a trainer would build it, for features of ``feature_dim``."""
+    from types import SimpleNamespace
+
+    from visionattn.models.fedn.config import FEDNConfig
+    from visionattn.spotting.module import SpottingModule
+
+    config = FEDNConfig(embed_dim=16, num_heads=2, num_levels=3, regression_ranges=((0, 4), (4, 8), (8, 1e4)))
+    module = SpottingModule(config, **kwargs)
+    module._trainer = SimpleNamespace(datamodule=SimpleNamespace(feature_dim=feature_dim))
+    module.configure_model()
+    return module
+
+
+def test_weight_average_follows_the_ema_recursion():
+    import torch
+
+    decay = 0.9
+    module = _module_for(8, ema_decay=decay)
+    assert module.evaluated is module.ema.module
+    assert not any(p.requires_grad for p in module.ema.parameters())
+    weight = module.model.embed.conv.weight
+    values = [torch.full_like(weight, v) for v in (1.0, 3.0, -2.0, 0.5)]
+    expected = None
+    for v in values:  # e_1 = p_1, e_t = decay e_(t-1) + (1 - decay) p_t
+        with torch.no_grad():
+            weight.copy_(v)
+        module.on_train_batch_end(None, None, 0)
+        expected = v if expected is None else decay * expected + (1 - decay) * v
+    averaged = module.ema.module.embed.conv.weight
+    assert torch.allclose(averaged, expected)
+    assert not torch.allclose(averaged, weight)
+
+
+def test_without_ema_the_trained_weights_are_evaluated():
+    module = _module_for(8)
+    assert module.ema is None and module.evaluated is module.model
+
+
+@pytest.mark.parametrize("decay", [0.0, 1.0, 1.5])
+def test_ema_decay_outside_0_1_names_the_key(decay):
+    from visionattn.spotting.module import SpottingModule
+    from visionattn.utils import UserError
+
+    with pytest.raises(UserError, match="model.ema_decay"):
+        SpottingModule(ema_decay=decay)
+
+
+def test_ema_run_tests_and_ships_the_averaged_weights(tiny):
+    import torch
+
+    from visionattn.inference.record import RECORD_KEY
+
+    root, config = tiny
+    run = root / "ema"
+    assert main(["train", "fit", "--config", str(config), "--data.test_subjects=[s19]", "--model.ema_decay=0.5",
+                 f"--trainer.default_root_dir={run}", "--trainer.logger=false"]) == 0
+    ckpt = next(run.rglob("last.ckpt"))
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    averaged = {k[len("ema.module."):]: v for k, v in state["state_dict"].items() if k.startswith("ema.module.")}
+    trained = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
+    shipped = state[RECORD_KEY]["state_dict"]
+    assert averaged.keys() == trained.keys() == shipped.keys()
+    assert all(torch.equal(shipped[k], averaged[k]) for k in averaged)
+    assert any(not torch.equal(averaged[k], trained[k]) for k in averaged if averaged[k].is_floating_point())
+    assert main(["train", "test", "--config", str(config), "--data.test_subjects=[s19]", "--model.ema_decay=0.5",
+                 f"--ckpt_path={ckpt}", f"--model.predictions_dir={run / 'pred'}", f"--trainer.default_root_dir={run}",
+                 "--trainer.logger=false"]) == 0
+    assert (run / "pred" / "predictions_test.csv").is_file()

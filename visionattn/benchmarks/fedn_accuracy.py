@@ -133,7 +133,7 @@ def flow_row(out: Path, root: Path, cache_root: Path, test_subjects: List[str]) 
     from ..data.frames import DEFAULT_FPS
     from ..data.identifiers import annotated_frame_numbers, cut_rows, video_id
     from ..evaluation import Interval, write_intervals_csv
-    from ..features.extraction import FrameFeatureExtractor, extract_features, feature_cache_key
+    from ..features.extraction import extract_features, feature_cache_key, feature_layout
     from ..features.settings import FeatureSettings
     from ..inference.flow_spotter import spot_flow_rows
 
@@ -150,7 +150,7 @@ def flow_row(out: Path, root: Path, cache_root: Path, test_subjects: List[str]) 
     if missing:
         print(f"{FLOW_ROW}: extracting the default features of {len(missing)} held-out video(s)", flush=True)
         extract_features(missing, cache_root, settings, fps=DEFAULT_FPS)
-    layout = FrameFeatureExtractor(settings).layout
+    layout = feature_layout(settings)
     start = time.perf_counter()
     predictions = []
     for subject, video, first_frame in zip(first["subject"], first["video"], first["first_frame"]):

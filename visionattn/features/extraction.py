@@ -24,6 +24,39 @@ MOTION_DIM = len(motion_feature_names())
 APPEARANCE_DIM = 128  # the mini-Xception's channels before its head
 
 
+def feature_layout(settings: FeatureSettings, encoder_dim: int = 0) -> Dict[str, Tuple[int, int]]:
+    """Column range ``[start, end)`` of each part of a feature row made with ``settings``:
+    with the landmark front end ``face`` and ``motion_valid`` (one flag each), then per stream,
+    in ``settings.streams`` order, ``motion``, ``appearance_logits`` and
+    ``appearance_embedding``, ``encoder`` (``encoder_dim`` columns). Nothing is loaded."""
+    sizes: List[Tuple[str, int]] = []
+    if settings.front_end == "landmarks":
+        sizes += [("face", 1), ("motion_valid", 1)]
+    for stream in settings.streams:
+        if stream == "motion":
+            sizes.append(("motion", MOTION_DIM))
+        elif stream == "appearance":
+            sizes += [("appearance_logits", len(FER_CLASSES)), ("appearance_embedding", APPEARANCE_DIM)]
+        else:
+            sizes.append(("encoder", encoder_dim))
+    layout, start = {}, 0
+    for name, size in sizes:
+        layout[name] = (start, start + size)
+        start += size
+    return layout
+
+
+def stream_columns(settings: FeatureSettings, dim: int) -> Dict[str, Tuple[int, int]]:
+    """Column range of each stream of ``dim``-wide feature rows made with ``settings`` (the
+    encoder's width is what the other parts leave)."""
+    fixed = feature_layout(settings)
+    encoder_dim = dim - max((end for _, end in fixed.values()), default=0)
+    layout = feature_layout(settings, encoder_dim)
+    parts = {"motion": ("motion",), "appearance": ("appearance_logits", "appearance_embedding"),
+             "encoder": ("encoder",)}
+    return {s: (layout[parts[s][0]][0], layout[parts[s][-1]][1]) for s in settings.streams}
+
+
 class FrameFeatureExtractor:
     """Turns the items of a face front end (one per frame) into feature rows ``(k, D)``.
 
@@ -46,21 +79,7 @@ class FrameFeatureExtractor:
             self.encoder.to(device).eval()
         if "appearance" in settings.streams:
             self.appearance = appearance_model(settings.appearance_checkpoint).to(device).eval()
-        sizes: List[Tuple[str, int]] = []
-        if self.flags:
-            sizes += [("face", 1), ("motion_valid", 1)]
-        for stream in settings.streams:
-            if stream == "motion":
-                sizes.append(("motion", MOTION_DIM))
-            elif stream == "appearance":
-                sizes += [("appearance_logits", len(FER_CLASSES)), ("appearance_embedding", APPEARANCE_DIM)]
-            else:
-                sizes.append(("encoder", self.encoder.num_features))
-        self.layout: Dict[str, Tuple[int, int]] = {}
-        start = 0
-        for name, size in sizes:
-            self.layout[name] = (start, start + size)
-            start += size
+        self.layout = feature_layout(settings, self.encoder.num_features if self.encoder is not None else 0)
 
     @property
     def dim(self) -> int:

@@ -24,7 +24,7 @@ from ..data.annotations import loso_folds, validation_subjects
 from ..data.cache import ArrayCache, settings_key
 from ..data.datasets import load_table
 from ..data.identifiers import annotated_frame_numbers, cut_rows, rows_of, video_id
-from ..features.extraction import extract_features, feature_cache_key
+from ..features.extraction import extract_features, feature_cache_key, stream_columns
 from ..features.front_end import face_spans
 from ..features.pretraining import check_not_trained_on, encoder_key, pretrain_frame_encoder
 from ..features.settings import FeatureSettings
@@ -50,10 +50,17 @@ class VideoRecord:
 
 
 class TrainWindows(Dataset):
-    """``length`` random windows per epoch, each from a video chosen in proportion to its length."""
+    """``length`` random windows per epoch, each from a video chosen in proportion to its length.
 
-    def __init__(self, videos: List[VideoRecord], window: int, length: int):
+    Stream dropout: with probability ``stream_dropout`` a window keeps one of its feature
+    ``streams`` (column ranges; the one kept chosen uniformly) and the others are zeroed, as a
+    video whose other streams carry no signal, so that no stream can stand in for the rest.
+    """
+
+    def __init__(self, videos: List[VideoRecord], window: int, length: int,
+                 streams: Sequence[Tuple[int, int]] = (), stream_dropout: float = 0.0):
         self.videos, self.window, self.length = videos, window, length
+        self.streams, self.stream_dropout = list(streams), stream_dropout
         sizes = np.array([len(v.features) for v in videos], dtype=float)
         self.p = sizes / sizes.sum()
 
@@ -71,7 +78,13 @@ class TrainWindows(Dataset):
         inside = np.minimum(seg[:, 1], end - start - 1) - np.maximum(seg[:, 0], 0) + 1
         # keep expressions with most of their frames in the window, clipped to it
         keep = inside >= 0.5 * (seg[:, 1] - seg[:, 0] + 1)
-        return _item(v, start, end, np.clip(seg[keep], 0, end - start - 1), v.types[keep], v.emotions[keep])
+        item = _item(v, start, end, np.clip(seg[keep], 0, end - start - 1), v.types[keep], v.emotions[keep])
+        if len(self.streams) > 1 and rng.random() < self.stream_dropout:
+            kept = int(rng.integers(len(self.streams)))
+            for i, (lo, hi) in enumerate(self.streams):
+                if i != kept:
+                    item["features"][:, lo:hi] = 0
+        return item
 
 
 class WholeVideos(Dataset):
@@ -88,7 +101,8 @@ class WholeVideos(Dataset):
 
 def _item(v: VideoRecord, start: int, end: int, segments, types, emotions) -> dict:
     return {
-        "features": torch.from_numpy(np.asarray(v.features[start:end], dtype=np.float32)),
+        # a copy (np.array), never a view of the read-only cache, whatever its dtype
+        "features": torch.from_numpy(np.array(v.features[start:end], dtype=np.float32)),
         "segments": torch.as_tensor(segments, dtype=torch.float32).reshape(-1, 2),
         "types": torch.as_tensor(types, dtype=torch.long),
         "emotions": torch.as_tensor(emotions, dtype=torch.long),
@@ -122,6 +136,8 @@ class ExpressionDataModule(L.LightningDataModule):
         test_subjects: explicit held-out subjects (leave-subjects-out); the remaining subjects
             train, and ``val_subjects`` of them are set aside for model selection.
         window: frames per training window; windows_per_epoch: training windows per epoch.
+        stream_dropout: the fraction of training windows that keep one feature stream only
+            (:class:`TrainWindows`); it needs two or more streams.
         fps: the frame rate the model sees (FEDN's windows are in frames). Videos at another
             rate (SAMM-LV's 200 fps) are resampled to it when their features are made, and every
             feature row keeps the number of its source frame, so annotations map onto rows and
@@ -141,6 +157,7 @@ class ExpressionDataModule(L.LightningDataModule):
         split_seed: int = 0,
         window: int = DEFAULT_WINDOW,
         windows_per_epoch: int = 256,
+        stream_dropout: float = 0.0,
         batch_size: int = 4,
         num_workers: int = 0,
         missing_offset: Union[str, int] = "apex",
@@ -154,6 +171,9 @@ class ExpressionDataModule(L.LightningDataModule):
         self.fold, self.test_subject_list = fold, test_subjects
         self.val_count, self.split_seed = val_subjects, split_seed
         self.window, self.windows_per_epoch = window, windows_per_epoch
+        if not 0 <= stream_dropout <= 1:
+            raise UserError(f"data.stream_dropout {stream_dropout}: must be in [0, 1]")
+        self.stream_dropout = stream_dropout
         self.batch_size, self.num_workers = batch_size, num_workers
         self.missing_offset, self.feature_device = missing_offset, feature_device
         if fps <= 0:
@@ -272,7 +292,8 @@ class ExpressionDataModule(L.LightningDataModule):
 
     # ---------------------------------------------------------------- loaders
     def train_dataloader(self) -> DataLoader:
-        ds = TrainWindows(self.videos["train"], self.window, self.windows_per_epoch)
+        streams = stream_columns(self.frame_feature_settings, self.feature_dim).values()
+        ds = TrainWindows(self.videos["train"], self.window, self.windows_per_epoch, streams, self.stream_dropout)
         return DataLoader(ds, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
                           collate_fn=collate, drop_last=True)
 

@@ -18,6 +18,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import lightning as L
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..evaluation import Interval, evaluate, write_intervals_csv
 from ..evaluation.spotting import prf, spotting_scores
@@ -65,6 +66,9 @@ class SpottingModule(L.LightningModule):
             data is set up.
         lr, weight_decay, warmup_epochs: AdamW with linear warm-up then cosine decay, as
             ActionFormer.
+        ema_decay: validate, test and ship an exponential moving average of the weights, updated
+            after every optimizer step with this decay (ActionFormer evaluates such an average);
+            ``None``: the weights as trained.
         predictions_dir: where ``test`` writes the held-out predictions as MEGC CSV
             (default: the logger's folder).
     """
@@ -75,6 +79,7 @@ class SpottingModule(L.LightningModule):
         lr: float = 5e-4,
         weight_decay: float = 0.05,
         warmup_epochs: int = 2,
+        ema_decay: Optional[float] = None,
         predictions_dir: Optional[str] = None,
     ):
         super().__init__()
@@ -83,6 +88,10 @@ class SpottingModule(L.LightningModule):
         self.save_hyperparameters(ignore=["predictions_dir"])
         self.config = fedn
         self.model: Optional[FEDN] = None
+        if ema_decay is not None and not 0 < ema_decay < 1:
+            raise UserError(f"model.ema_decay {ema_decay}: must be in (0, 1), or null for no average")
+        self.ema_decay = ema_decay
+        self.ema: Optional[AveragedModel] = None
         self.lr, self.weight_decay, self.warmup_epochs = lr, weight_decay, warmup_epochs
         self.predictions_dir = predictions_dir
         self.register_buffer("threshold", torch.full((len(fedn.type_names),), DEFAULT_THRESHOLD))
@@ -103,13 +112,22 @@ class SpottingModule(L.LightningModule):
         # streams as it found them), so the initial weights depend on the seed alone, as if FEDN
         # were built in __init__.
         self.model = FEDN(self.config)
+        if self.ema_decay is not None:
+            # Parameters only: FEDN's one buffer is the loss normaliser, which predictions never read.
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.ema_decay), use_buffers=False)
+            self.ema.requires_grad_(False)
+
+    @property
+    def evaluated(self) -> FEDN:
+        """The FEDN that validation, test and ``visionattn detect`` use: the weight average, if any."""
+        return self.model if self.ema is None else self.ema.module
 
     def detector_record(self) -> DetectorRecord:
         """What this model is for ``visionattn detect``; the datamodule tells how its features are made."""
         dm = self.trainer.datamodule
         return DetectorRecord(model=self.config, features=dm.frame_feature_settings, window=dm.window, fps=dm.fps,
                               thresholds=dict(zip(self.config.type_names, self.threshold.tolist())),
-                              state_dict=self.model.state_dict())
+                              state_dict=self.evaluated.state_dict())
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[RECORD_KEY] = self.detector_record().to_dict()
@@ -122,8 +140,12 @@ class SpottingModule(L.LightningModule):
         self.log("train/loss", losses["loss"], prog_bar=True, batch_size=len(batch["gt"]))
         return losses["loss"]
 
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        opt = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warm = min(total - 1, self.warmup_epochs * max(1, total // max(1, self.trainer.max_epochs or 1)))
 
@@ -138,7 +160,7 @@ class SpottingModule(L.LightningModule):
     # ---------------------------------------------------------------- evaluation
     def _collect(self, batch: dict) -> None:
         dm = self.trainer.datamodule
-        preds = self.model.predict(batch["features"], batch["mask"])
+        preds = self.evaluated.predict(batch["features"], batch["mask"])
         names_t, names_e = self.model.config.type_names, self.model.config.emotion_names
         for meta, pred, gt in zip(batch["meta"], preds, batch["gt"]):
             frames = _frame_numbers(dm, meta)

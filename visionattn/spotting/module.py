@@ -67,7 +67,7 @@ class SpottingModule(L.LightningModule):
         lr, weight_decay, warmup_epochs: AdamW with linear warm-up then cosine decay, as
             ActionFormer.
         ema_decay: validate, test and ship an exponential moving average of the weights, updated
-            after every optimizer step with this decay (ActionFormer evaluates such an average);
+            after every training batch with this decay (ActionFormer evaluates such an average);
             ``None``: the weights as trained.
         predictions_dir: where ``test`` writes the held-out predictions as MEGC CSV
             (default: the logger's folder).

@@ -24,21 +24,23 @@ MOTION_DIM = len(motion_feature_names())
 APPEARANCE_DIM = 128  # the mini-Xception's channels before its head
 
 
+def _stream_parts(stream: str, encoder_dim: int) -> List[Tuple[str, int]]:
+    """The named parts of one stream's columns and their widths, in row order."""
+    if stream == "motion":
+        return [("motion", MOTION_DIM)]
+    if stream == "appearance":
+        return [("appearance_logits", len(FER_CLASSES)), ("appearance_embedding", APPEARANCE_DIM)]
+    return [("encoder", encoder_dim)]
+
+
 def feature_layout(settings: FeatureSettings, encoder_dim: int = 0) -> Dict[str, Tuple[int, int]]:
     """Column range ``[start, end)`` of each part of a feature row made with ``settings``:
     with the landmark front end ``face`` and ``motion_valid`` (one flag each), then per stream,
     in ``settings.streams`` order, ``motion``, ``appearance_logits`` and
     ``appearance_embedding``, ``encoder`` (``encoder_dim`` columns). Nothing is loaded."""
-    sizes: List[Tuple[str, int]] = []
-    if settings.front_end == "landmarks":
-        sizes += [("face", 1), ("motion_valid", 1)]
+    sizes: List[Tuple[str, int]] = [("face", 1), ("motion_valid", 1)] if settings.front_end == "landmarks" else []
     for stream in settings.streams:
-        if stream == "motion":
-            sizes.append(("motion", MOTION_DIM))
-        elif stream == "appearance":
-            sizes += [("appearance_logits", len(FER_CLASSES)), ("appearance_embedding", APPEARANCE_DIM)]
-        else:
-            sizes.append(("encoder", encoder_dim))
+        sizes += _stream_parts(stream, encoder_dim)
     layout, start = {}, 0
     for name, size in sizes:
         layout[name] = (start, start + size)
@@ -49,12 +51,13 @@ def feature_layout(settings: FeatureSettings, encoder_dim: int = 0) -> Dict[str,
 def stream_columns(settings: FeatureSettings, dim: int) -> Dict[str, Tuple[int, int]]:
     """Column range of each stream of ``dim``-wide feature rows made with ``settings`` (the
     encoder's width is what the other parts leave)."""
-    fixed = feature_layout(settings)
-    encoder_dim = dim - max((end for _, end in fixed.values()), default=0)
+    encoder_dim = dim - max((end for _, end in feature_layout(settings).values()), default=0)
     layout = feature_layout(settings, encoder_dim)
-    parts = {"motion": ("motion",), "appearance": ("appearance_logits", "appearance_embedding"),
-             "encoder": ("encoder",)}
-    return {s: (layout[parts[s][0]][0], layout[parts[s][-1]][1]) for s in settings.streams}
+    columns = {}
+    for stream in settings.streams:
+        names = [name for name, _ in _stream_parts(stream, encoder_dim)]
+        columns[stream] = (layout[names[0]][0], layout[names[-1]][1])
+    return columns
 
 
 class FrameFeatureExtractor:

@@ -449,16 +449,17 @@ def spot_flow(
     stride = max(1, int(usable.sum()) // 20_000)
     for k, h in enumerate(offsets):
         c = np.zeros_like(x)
-        flanks: Dict[int, List[np.ndarray]] = {}
+        flanks = [np.zeros((0, len(cols)))]  # the whole video's
+        span_flanks: Dict[int, List[np.ndarray]] = {}
         for a, b, span in runs:
             c[a:b + 1], one_sided = _contrast(x[a:b + 1], h, stride)
-            flanks.setdefault(span, []).append(one_sided)
+            flanks.append(one_sided)
+            span_flanks.setdefault(span, []).append(one_sided)
         # The noise is the spread of the one-flank difference (the two-flank contrast is mostly
         # exact zeros under noise): the contrast exceeds k of these only if both flanks do.
-        sds[k] = _robust_sd(np.concatenate([np.zeros((0, len(cols)))] + [f for fs in flanks.values() for f in fs]),
-                            s.min_noise)
+        sds[k] = _robust_sd(np.concatenate(flanks), s.min_noise)
         for span in own:
-            span_sds[span][k] = _robust_sd(np.concatenate(flanks[span]), s.min_noise)
+            span_sds[span][k] = _robust_sd(np.concatenate(span_flanks[span]), s.min_noise)
         for a, b, span in runs:
             c[a:b + 1] /= span_sds[span][k] if span in own else sds[k]
         e = np.sqrt(c[:, 0::2] ** 2 + c[:, 1::2] ** 2).max(axis=1)

@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic file output, user-facing errors, preserved random states."""
+"""Small shared helpers: atomic file output, user-facing errors, preserved random states, counted nouns."""
 from .console import counted
 from .errors import UserError
 from .io import atomic_write_bytes, atomic_write_json, atomic_write_text, atomic_path

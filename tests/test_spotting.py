@@ -90,7 +90,7 @@ def test_same_config_runs_ddp_on_two_cpu_processes(tiny):
     assert list((root / "ddp").rglob("last.ckpt"))
 
 
-def test_thresholds_per_type_maximise_overall_f1():
+def test_thresholds_per_type_reach_what_one_shared_threshold_cannot():
     from visionattn.evaluation import Interval
     from visionattn.spotting.module import choose_thresholds
 
@@ -123,6 +123,24 @@ def test_thresholds_take_the_middle_of_an_equally_good_range():
     # best micro range 0.2..0.6 -> its middle 0.4; best macro range 0.05..0.9 -> its middle 0.45 lies
     # between 0.4 and 0.5, and a tie goes to the lower threshold (hand-computed)
     assert choose_thresholds(truths, preds, ("micro", "macro"), candidates=candidates) == (0.4, 0.4)
+
+
+def test_thresholds_serve_each_types_own_f1_not_the_pooled_f1():
+    from visionattn.evaluation import Interval
+    from visionattn.spotting.module import choose_thresholds
+
+    # ten macro hits at 0.9 and nothing else; two micro hits at 0.3 and three micro false alarms
+    # at 0.5
+    truths = [Interval("s1", "v", 10 * i, 10 * i + 5, "micro", "positive") for i in range(2)]
+    truths += [Interval("s1", "v", 100 + 50 * i, 100 + 50 * i + 30, "macro", "negative") for i in range(10)]
+    preds = [Interval(t.subject, t.video, t.onset, t.offset, t.type, t.emotion, 0.3 if t.type == "micro" else 0.9)
+             for t in truths]
+    preds += [Interval("s1", "v", 900 + 20 * i, 905 + 20 * i, "micro", "others", 0.5) for i in range(3)]
+    # micro F1 by threshold (hand-computed): 0.2 -> tp 2, fp 3, fn 0: 2*2/(2*2+3) = 0.571;
+    # 0.4 -> tp 0, fp 3: 0; 0.6 -> tp 0: 0. The pooled F1 would rather drop the micros:
+    # 0.2 -> 2*12/(2*12+3) = 0.889 < 0.6 -> 2*10/(2*10+2) = 0.909.
+    # macro F1 is 1 at every threshold -> the middle, 0.4
+    assert choose_thresholds(truths, preds, ("micro", "macro"), candidates=(0.2, 0.4, 0.6)) == (0.2, 0.4)
 
 
 def _module_for(feature_dim: int, **kwargs):

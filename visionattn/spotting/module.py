@@ -1,15 +1,14 @@
 """LightningModule: FEDN's temporal part trained on cached per-frame features.
 
 Validation scores the validation subjects (training subjects set aside) with the MEGC
-metrics and chooses one score threshold per expression type, the pair that maximises the
-overall spotting F1 there (micro-expressions score lower than macro ones, so one shared
-threshold would trade the micros away); the thresholds are saved with the checkpoint and
+metrics and chooses one score threshold per expression type, each the best for that type's
+spotting F1 there (micro-expressions score lower than macro ones, so one shared threshold
+would trade the micros away); the thresholds are saved with the checkpoint and
 applied, unchanged, to the test subjects. The test subject never influences the epoch or the
 thresholds.
 """
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -34,26 +33,26 @@ THRESHOLDS = tuple(np.round(np.arange(0.05, 0.95, 0.05), 2))
 
 def choose_thresholds(truths: Sequence[Interval], preds: Sequence[Interval], kinds: Sequence[str],
                       candidates: Sequence[float] = THRESHOLDS) -> Tuple[float, ...]:
-    """One score threshold per expression type: the combination with the best overall spotting F1.
+    """One score threshold per expression type: each the best for that type's own spotting F1.
 
-    Matching is per type, so each type's counts depend on its own threshold only: every
-    ``(type, threshold)`` is counted once, then all combinations are scored from pooled counts.
+    Matching is per type, so each type's counts depend on its own threshold only and each type
+    is tuned alone. Tuning for the pooled overall F1 instead lets the many macro-expressions
+    outvote the few micro ones: a micro threshold that keeps two hits and three false alarms
+    lowers the pooled F1 of ten macro hits, so the micros would be dropped, and the micro F1 that
+    MEGC reports with the overall one would be zero.
+
     A few validation subjects usually leave a range of thresholds equally good (no validation
-    score falls between them); of the best combinations, the one nearest the middle of each
-    type's range is taken (a tie goes to the lower threshold), which keeps the largest margin on
-    both sides for unseen subjects.
+    score falls between them); the one nearest the middle of the range is taken (a tie goes to
+    the lower threshold), which keeps the largest margin on both sides for unseen subjects.
     """
-    counts = {k: {t: spotting_scores(truths, [p for p in preds if p.type == k and p.score >= t])[k]
-                  for t in candidates} for k in kinds}
-
-    def overall_f1(ts: Tuple[float, ...]) -> float:
-        return prf(*(sum(counts[k][t][c] for k, t in zip(kinds, ts)) for c in ("tp", "fp", "fn")))["f1"]
-
-    combos = list(itertools.product(candidates, repeat=len(kinds)))
-    best_f1 = max(overall_f1(c) for c in combos)
-    best = [c for c in combos if overall_f1(c) >= best_f1 - 1e-12]
-    middle = [float(np.median([c[i] for c in best])) for i in range(len(kinds))]
-    chosen = min(best, key=lambda c: (sum(abs(t - m) for t, m in zip(c, middle)), c))
+    chosen = []
+    for kind in kinds:
+        f1 = {t: prf(*(spotting_scores(truths, [p for p in preds if p.type == kind and p.score >= t])[kind][c]
+                       for c in ("tp", "fp", "fn")))["f1"] for t in candidates}
+        best = max(f1.values())
+        equally_good = [t for t in candidates if f1[t] >= best - 1e-12]
+        middle = float(np.median(equally_good))
+        chosen.append(min(equally_good, key=lambda t: (abs(t - middle), t)))
     return tuple(float(t) for t in chosen)
 
 

@@ -90,16 +90,25 @@ def test_same_config_runs_ddp_on_two_cpu_processes(tiny):
     assert list((root / "ddp").rglob("last.ckpt"))
 
 
+def _hit_everything(micro: int, macro: int, micro_score: float, macro_score: float):
+    """Ground truth of ``micro`` micro- and ``macro`` macro-expressions in one video, and a right
+    detection of each scored by its type."""
+    from visionattn.evaluation import Interval
+
+    truths = [Interval("s1", "v", 10 * i, 10 * i + 5, "micro", "positive") for i in range(micro)]
+    truths += [Interval("s1", "v", 100 + 50 * i, 100 + 50 * i + 30, "macro", "negative") for i in range(macro)]
+    preds = [Interval(t.subject, t.video, t.onset, t.offset, t.type, t.emotion,
+                      micro_score if t.type == "micro" else macro_score) for t in truths]
+    return truths, preds
+
+
 def test_thresholds_per_type_reach_what_one_shared_threshold_cannot():
     from visionattn.evaluation import Interval
     from visionattn.spotting.module import choose_thresholds
 
-    truths = [Interval("s1", "v", 10 * i, 10 * i + 5, "micro", "positive") for i in range(4)]
-    truths += [Interval("s1", "v", 100 + 50 * i, 100 + 50 * i + 30, "macro", "negative") for i in range(4)]
     # micro detections are right but score low (0.2); macro ones score high (0.8); false alarms of
     # both types score 0.5 and 0.1
-    preds = [Interval(t.subject, t.video, t.onset, t.offset, t.type, t.emotion, 0.2 if t.type == "micro" else 0.8)
-             for t in truths]
+    truths, preds = _hit_everything(4, 4, micro_score=0.2, macro_score=0.8)
     preds += [Interval("s1", "v", 500 + 40 * i, 520 + 40 * i, "macro", "others", 0.5) for i in range(3)]
     preds += [Interval("s1", "v", 900 + 20 * i, 905 + 20 * i, "micro", "others", 0.1) for i in range(3)]
     micro, macro = choose_thresholds(truths, preds, ("micro", "macro"), candidates=(0.05, 0.15, 0.3, 0.6))
@@ -112,12 +121,9 @@ def test_thresholds_take_the_middle_of_an_equally_good_range():
     from visionattn.evaluation import Interval
     from visionattn.spotting.module import choose_thresholds
 
-    truths = [Interval("s1", "v", 10 * i, 10 * i + 5, "micro", "positive") for i in range(3)]
-    truths += [Interval("s1", "v", 100 + 50 * i, 100 + 50 * i + 30, "macro", "negative") for i in range(3)]
     # micro: hits at 0.6, a false alarm at 0.1 -> every threshold in (0.1, 0.6] is equally good;
     # macro: hits at 0.9, nothing else -> every threshold up to 0.9 is
-    preds = [Interval(t.subject, t.video, t.onset, t.offset, t.type, t.emotion, 0.6 if t.type == "micro" else 0.9)
-             for t in truths]
+    truths, preds = _hit_everything(3, 3, micro_score=0.6, macro_score=0.9)
     preds.append(Interval("s1", "v", 500, 505, "micro", "others", 0.1))
     candidates = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     # best micro range 0.2..0.6 -> its middle 0.4; best macro range 0.05..0.9 -> its middle 0.45 lies
@@ -131,10 +137,7 @@ def test_thresholds_serve_each_types_own_f1_not_the_pooled_f1():
 
     # ten macro hits at 0.9 and nothing else; two micro hits at 0.3 and three micro false alarms
     # at 0.5
-    truths = [Interval("s1", "v", 10 * i, 10 * i + 5, "micro", "positive") for i in range(2)]
-    truths += [Interval("s1", "v", 100 + 50 * i, 100 + 50 * i + 30, "macro", "negative") for i in range(10)]
-    preds = [Interval(t.subject, t.video, t.onset, t.offset, t.type, t.emotion, 0.3 if t.type == "micro" else 0.9)
-             for t in truths]
+    truths, preds = _hit_everything(2, 10, micro_score=0.3, macro_score=0.9)
     preds += [Interval("s1", "v", 900 + 20 * i, 905 + 20 * i, "micro", "others", 0.5) for i in range(3)]
     # micro F1 by threshold (hand-computed): 0.2 -> tp 2, fp 3, fn 0: 2*2/(2*2+3) = 0.571;
     # 0.4 -> tp 0, fp 3: 0; 0.6 -> tp 0: 0. The pooled F1 would rather drop the micros:

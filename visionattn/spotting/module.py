@@ -20,7 +20,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..evaluation import Interval, evaluate, write_intervals_csv
-from ..evaluation.spotting import prf, spotting_scores
+from ..evaluation.spotting import spotting_scores
 from ..inference.detector import within_face_spans
 from ..inference.record import DEFAULT_THRESHOLD, RECORD_KEY, DetectorRecord
 from ..inference.stitching import StepDetection
@@ -47,8 +47,8 @@ def choose_thresholds(truths: Sequence[Interval], preds: Sequence[Interval], kin
     """
     chosen = []
     for kind in kinds:
-        f1 = {t: prf(*(spotting_scores(truths, [p for p in preds if p.type == kind and p.score >= t])[kind][c]
-                       for c in ("tp", "fp", "fn")))["f1"] for t in candidates}
+        f1 = {t: spotting_scores(truths, [p for p in preds if p.type == kind and p.score >= t])[kind]["f1"]
+              for t in candidates}
         best = max(f1.values())
         equally_good = [t for t in candidates if f1[t] >= best - 1e-12]
         middle = float(np.median(equally_good))

@@ -107,6 +107,43 @@ def test_carphone_face_found_in_nearly_every_frame(carphone):
     assert tracker.report.detector_runs < 60
 
 
+def _scanning(tracker: FaceTracker, scanned: list[int]) -> FaceTracker:
+    """``tracker`` with its detector counting the pixels of every image it scans."""
+    detector = tracker._detector
+
+    class Counting:
+        def run(self, image, upsample, threshold):
+            scanned.append(image.size)
+            return detector.run(image, upsample, threshold)
+
+    tracker._detector = Counting()
+    return tracker
+
+
+def test_supporting_detections_scan_only_around_the_tracked_face(carphone):
+    """On a track the detector looks in the face's neighbourhood at the face's scale: far fewer
+    pixels than whole-frame scans (the searches before a track are whole-frame in both), and
+    the same faces with the same landmarks."""
+    runs = {}
+    for region in (0, 2.5):
+        scanned: list[int] = []
+        tracker = _scanning(FaceTracker(support_region=region), scanned)
+        runs[region] = (list(tracker.process(enumerate(carphone))), sum(scanned))
+    (whole, whole_pixels), (local, local_pixels) = runs[0], runs[2.5]
+    assert local_pixels < 0.5 * whole_pixels
+    differ = [i for i, (a, b) in enumerate(zip(whole, local)) if a.has_face != b.has_face]
+    assert len(differ) <= 2
+    same = [i for i in range(120) if whole[i].has_face and local[i].has_face]
+    assert len(same) >= 110
+    for i in same:
+        np.testing.assert_allclose(local[i].landmarks, whole[i].landmarks, atol=1.0)
+
+
+def test_support_region_must_cover_a_matching_detection():
+    with pytest.raises(ValueError, match="support_region"):
+        FaceTracker(support_region=1.5)
+
+
 # ---------------------------------------------------------------- no face, stray faces, cuts
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from visionattn.data.faces import FacePipeline
 from visionattn.data.frames import DEFAULT_FPS, PathLike, index_ranges, iter_frames, iter_timed_frames, probe, resample
 from visionattn.utils import UserError, atomic_path, atomic_write_json
+from visionattn.utils.background import OrderedCalls, prefetched
 
 _COPY_ROWS = 1024  # rows per block when copying a truncated partial file; bounds memory
 
@@ -261,6 +262,10 @@ def cache_face_crops(
     return cache_face_rows(source, cache, video_id, pipeline, None, tail, np.uint8, chunk, fps, step_fps)
 
 
+def _append(writer: "CacheWriter", convert: Callable[[list], np.ndarray], items: list, state: Any) -> None:
+    writer.append(convert(items), state=state)
+
+
 def cache_face_rows(
     source: PathLike,
     cache: ArrayCache,
@@ -308,14 +313,17 @@ def cache_face_rows(
         else:
             frames = iter_frames(source, start=writer.start_row, stop=info.frame_count)
         pending: list = []
-        for item in pipeline.process(frames):
-            pending.append(item)
-            # Only commit where the pipeline holds nothing back, so the saved state matches the rows.
-            if len(pending) >= chunk and pipeline.in_sync:
-                writer.append(convert(pending), state=pipeline.state_dict())
-                pending = []
-        if pending:
-            writer.append(convert(pending), state=pipeline.state_dict())
+        # Decoding, ``encode`` and the writes run beside the face front end (see utils.background);
+        # each chunk's state is taken here, when the rows it stands for are the ones handed over.
+        with OrderedCalls() as rows_out:
+            for item in pipeline.process(prefetched(frames)):
+                pending.append(item)
+                # Only commit where the pipeline holds nothing back, so the saved state matches the rows.
+                if len(pending) >= chunk and pipeline.in_sync:
+                    rows_out.submit(_append, writer, convert, pending, pipeline.state_dict())
+                    pending = []
+            if pending:
+                rows_out.submit(_append, writer, convert, pending, pipeline.state_dict())
         if resampled:
             # iter_timed_frames yields a folder's image numbers and a video file's positions
             indices: Sequence[int] = [int(n) for n in sources[: writer.rows]]

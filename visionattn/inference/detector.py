@@ -21,6 +21,7 @@ from ..features.extraction import FrameFeatureExtractor
 from ..features.front_end import face_spans
 from ..features.settings import FeatureSettings
 from ..utils import UserError
+from ..utils.background import OrderedCalls, prefetched
 from ..models.mini_xception import FER_CLASSES
 from .flow_spotter import FlowSpotResult, FlowSpotterSettings, emotion_probabilities, spot_flow_rows
 from .record import DetectorRecord
@@ -272,18 +273,20 @@ def scan_video(source: str, settings: FeatureSettings, fps: float, extractor: Fr
 
     pending: list = []
     try:
-        for item in pipeline.process(stepped()):
-            pending.append(item)
-            scan.boxes.append(item.box)
-            # the Haar pipeline carries a box over misses; only its detections count as a face
-            scan.present.append(bool(getattr(item, "present", getattr(item, "detected", True))))
-            if getattr(item, "cut", False):
-                scan.cut_steps.append(item.index)
-            if len(pending) >= batch_size:
-                flush(pending)
-                pending = []
-        if pending:
-            flush(pending)
+        # Decoding and the networks run beside the face front end (see utils.background).
+        with OrderedCalls() as network:
+            for item in pipeline.process(prefetched(stepped())):
+                pending.append(item)
+                scan.boxes.append(item.box)
+                # the Haar pipeline carries a box over misses; only its detections count as a face
+                scan.present.append(bool(getattr(item, "present", getattr(item, "detected", True))))
+                if getattr(item, "cut", False):
+                    scan.cut_steps.append(item.index)
+                if len(pending) >= batch_size:
+                    network.submit(flush, pending)
+                    pending = []
+            if pending:
+                network.submit(flush, pending)
     finally:
         bar.close()
     scan.face_found = bool(pipeline.report.face_found)

@@ -51,6 +51,21 @@ def test_settings_key_is_stable_and_tracks_settings(tmp_path: Path) -> None:
     assert not b.exists("clip")
 
 
+def test_feature_key_follows_the_landmark_front_end(monkeypatch) -> None:
+    """Rows made by another face front end (here: supporting detections on the whole frame) are
+    not reused, though no field of the feature settings changed; the Haar recipe's key stays."""
+    from visionattn.faces import tracking
+    from visionattn.features.settings import FeatureSettings
+
+    landmarks, haar = FeatureSettings(), FeatureSettings(front_end="haar", streams=("encoder",))
+    before = settings_key(landmarks.key_settings()), settings_key(haar.key_settings())
+    assert settings_key(FeatureSettings().key_settings()) == before[0]
+    original = tracking.TrackerSettings
+    monkeypatch.setattr(tracking, "TrackerSettings", lambda **kw: original(**{"support_region": 0, **kw}))
+    assert settings_key(landmarks.key_settings()) != before[0]
+    assert settings_key(haar.key_settings()) == before[1]
+
+
 def test_round_trip_is_memory_mapped(tmp_path: Path) -> None:
     cache = ArrayCache(tmp_path, SETTINGS)
     assert not cache.exists("clip")

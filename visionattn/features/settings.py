@@ -115,7 +115,13 @@ class FeatureSettings:
                 del d[name]
         else:
             del d["face_margin"]
-            if "motion" not in self.streams:
+            # Everything the front end does beyond these fields (the tracker's settings, the
+            # predictor file, the flow method): rows made by another front end are not reused.
+            front_end = self.face_pipeline()
+            d["front_end_settings"] = {"tracker": front_end.tracker.settings()}
+            if "motion" in self.streams:
+                d["front_end_settings"]["motion"] = front_end.motion.settings()
+            else:
                 del d["motion_interval_s"]
             if "appearance" not in self.streams:
                 del d["appearance_checkpoint"]

@@ -8,8 +8,10 @@ the feature cache drives (``process``, ``in_sync``, ``state_dict``, ``report``,
 """
 from __future__ import annotations
 
+import collections
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -18,6 +20,10 @@ from ..faces import FaceTracker
 from .motion import FacialMotionStream
 
 Box = Tuple[float, float, float, float]
+
+# Faces that may wait for their motion (computed on a second thread) before the front end waits
+# for them all; also about how often it comes back in sync for a cache to save its state.
+MOTION_QUEUE = 32
 
 
 @dataclass
@@ -66,6 +72,7 @@ class LandmarkFrontEnd:
         self.motion = FacialMotionStream(fps=fps, interval_s=motion_interval_s)
         self._pushed = 0  # the motion stream counts frames, whatever their numbers (folders have gaps)
         self._blank = np.zeros((size, size, 3), np.uint8)
+        self._waiting: Deque[Future] = collections.deque()  # frames whose motion is being computed
 
     @property
     def report(self):
@@ -73,22 +80,44 @@ class LandmarkFrontEnd:
 
     @property
     def in_sync(self) -> bool:
-        return self.tracker.in_sync
+        return self.tracker.in_sync and not self._waiting
 
     def settings(self) -> Dict[str, Any]:
         return {"tracker": self.tracker.settings(), "motion": self.motion.settings()}
 
     def process(self, frames: Iterable[Tuple[int, np.ndarray]]) -> Iterator[FrameFace]:
-        for obs in self.tracker.process(frames):
-            present = obs.has_face
-            grey = cv2.cvtColor(obs.aligned, cv2.COLOR_BGR2GRAY) if present else None
-            motion, valid = self.motion.push(self._pushed, grey,
-                                             obs.aligned_landmarks if present else None, obs.cut)
-            self._pushed += 1
-            yield FrameFace(obs.index, obs.aligned if present else self._blank, present, obs.cut,
-                            motion, bool(valid), obs.box)
+        """One :class:`FrameFace` per frame, in order.
+
+        The motion stream runs on a second thread while the tracker goes on with the next frames
+        (OpenCV's optical flow releases the GIL, dlib does not): up to ``MOTION_QUEUE`` faces wait
+        for their motion, and all of them are waited for, which brings the front end back
+        ``in_sync``, as soon as that many are waiting while the tracker holds nothing back."""
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="motion")
+        waiting = self._waiting
+        try:
+            for obs in self.tracker.process(frames):
+                waiting.append(worker.submit(self._face, self._pushed, obs))
+                self._pushed += 1
+                if len(waiting) >= MOTION_QUEUE:
+                    drain = self.tracker.in_sync
+                    while waiting and (drain or len(waiting) >= MOTION_QUEUE):
+                        yield waiting.popleft().result()
+            while waiting:
+                yield waiting.popleft().result()
+        finally:
+            worker.shutdown(wait=True, cancel_futures=True)
+            waiting.clear()
+
+    def _face(self, pushed: int, obs) -> FrameFace:
+        present = obs.has_face
+        grey = cv2.cvtColor(obs.aligned, cv2.COLOR_BGR2GRAY) if present else None
+        motion, valid = self.motion.push(pushed, grey, obs.aligned_landmarks if present else None, obs.cut)
+        return FrameFace(obs.index, obs.aligned if present else self._blank, present, obs.cut,
+                         motion, bool(valid), obs.box)
 
     def state_dict(self) -> Dict[str, Any]:
+        if not self.in_sync:
+            raise RuntimeError("front end holds frames back; save its state only while in_sync")
         return {"tracker": self.tracker.state_dict(), "motion": self.motion.state_dict(), "pushed": self._pushed}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:

@@ -16,8 +16,9 @@
   only looks where the face is: in a square ``support_region`` times the tracked face's side
   around it, rescaled so that face is ``SUPPORT_FACE`` pixels (it may shrink to the 80 px
   window before it is missed); a face elsewhere could not support the track anyway, and this
-  costs a fifth of a whole-frame scan. ``support_region: 0`` scans the whole frame. A new face needs an SVM
-  score >= ``min_score``; a detection *supports* a track already there with a score >=
+  costs under a third of a whole-frame scan (0.36 s instead of 1.27 s for 63 runs on a 640x480
+  video). ``support_region: 0`` scans the whole frame. A new face needs an SVM score >=
+  ``min_score``; a detection *supports* a track already there with a score >=
   ``support_score`` (lower: the track is prior evidence, and a turned or tilted face scores
   below 0) when it overlaps the tracked face (IoU >= ``match_iou``); the landmarks are refitted
   from the detection box when the tracked box has drifted from it (IoU < ``refit_iou``).

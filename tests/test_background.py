@@ -79,6 +79,8 @@ def test_ordered_calls_run_one_at_a_time_in_order_beside_the_caller():
         for i in range(20):
             calls.submit(work, i)
         assert len(done) < 20  # submit returned before the calls finished
+        assert calls.submit(lambda: 7).result() == 7  # after the twenty, in order
+        assert done == list(range(20))
     assert done == list(range(20))
     assert max(overlapping) == 1
 

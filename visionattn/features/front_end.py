@@ -9,7 +9,7 @@ the feature cache drives (``process``, ``in_sync``, ``state_dict``, ``report``,
 from __future__ import annotations
 
 import collections
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from ..faces import FaceTracker
+from ..utils.background import OrderedCalls
 from .motion import FacialMotionStream
 
 Box = Tuple[float, float, float, float]
@@ -92,20 +93,20 @@ class LandmarkFrontEnd:
         (OpenCV's optical flow releases the GIL, dlib does not): up to ``MOTION_QUEUE`` faces wait
         for their motion, and all of them are waited for, which brings the front end back
         ``in_sync``, as soon as that many are waiting while the tracker holds nothing back."""
-        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="motion")
         waiting = self._waiting
         try:
-            for obs in self.tracker.process(frames):
-                waiting.append(worker.submit(self._face, self._pushed, obs))
-                self._pushed += 1
-                if len(waiting) >= MOTION_QUEUE:
-                    drain = self.tracker.in_sync
-                    while waiting and (drain or len(waiting) >= MOTION_QUEUE):
-                        yield waiting.popleft().result()
-            while waiting:
-                yield waiting.popleft().result()
+            # depth: never reached, the faces are handed on first
+            with OrderedCalls(depth=MOTION_QUEUE + 1) as motion:
+                for obs in self.tracker.process(frames):
+                    waiting.append(motion.submit(self._face, self._pushed, obs))
+                    self._pushed += 1
+                    if len(waiting) >= MOTION_QUEUE:
+                        drain = self.tracker.in_sync
+                        while waiting and (drain or len(waiting) >= MOTION_QUEUE):
+                            yield waiting.popleft().result()
+                while waiting:
+                    yield waiting.popleft().result()
         finally:
-            worker.shutdown(wait=True, cancel_futures=True)
             waiting.clear()
 
     def _face(self, pushed: int, obs) -> FrameFace:

@@ -70,7 +70,7 @@ class OrderedCalls:
     """Run calls one at a time, in submission order, on one background thread.
 
     ``submit`` returns at once unless ``depth`` calls are already waiting, in which case it
-    first waits for the oldest (and re-raises its error). ``join`` waits for all of them. As a
+    first waits for the oldest (and re-raises its error); it returns the call's future. ``join`` waits for all of them. As a
     context manager it joins on exit; when the block itself raised, the calls still running are
     waited for and their errors dropped in favour of the block's.
     """
@@ -82,10 +82,13 @@ class OrderedCalls:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ordered-calls")
         self._pending: Deque[Future] = collections.deque()
 
-    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        while len(self._pending) >= self.depth:
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        """Queue ``fn(*args, **kwargs)``; its future, for a caller that wants the result."""
+        while self._pending and (self._pending[0].done() or len(self._pending) >= self.depth):
             self._pending.popleft().result()
-        self._pending.append(self._executor.submit(fn, *args, **kwargs))
+        future = self._executor.submit(fn, *args, **kwargs)
+        self._pending.append(future)
+        return future
 
     def join(self) -> None:
         while self._pending:

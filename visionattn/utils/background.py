@@ -69,9 +69,9 @@ def prefetched(items: Iterable[T], depth: int = 8) -> Iterator[T]:
 class OrderedCalls:
     """Run calls one at a time, in submission order, on one background thread.
 
-    ``submit`` returns at once unless ``depth`` calls are already waiting, in which case it
-    first waits for the oldest (and re-raises its error); it returns the call's future. ``join`` waits for all of them. As a
-    context manager it joins on exit; when the block itself raised, the calls still running are
+    ``submit`` returns the call's future at once, unless ``depth`` calls are already waiting: it
+    then first waits for the oldest (and re-raises its error). ``join`` waits for all of them. As
+    a context manager it joins on exit; when the block itself raised, the calls still running are
     waited for and their errors dropped in favour of the block's.
     """
 

@@ -102,6 +102,16 @@ def test_no_import_cycle_between_subpackages():
 
 def test_detection_does_not_depend_on_training():
     for module, targets in import_graph().items():
-        if subpackage(module) in ("inference", "features", "faces", "data", "models", "layers", "evaluation"):
-            bad = sorted(t for t in targets if subpackage(t) == "spotting")
+        if subpackage(module) in ("inference", "spotting", "features", "faces", "data", "models", "layers",
+                                  "evaluation"):
+            bad = sorted(t for t in targets if subpackage(t) == "training")
+            assert not bad, f"{module} imports {bad}"
+
+
+def test_spotting_methods_sit_below_detection():
+    """Spotting methods turn per-frame evidence into intervals; ``inference`` (the detect tool)
+    wires them to a video, so the methods never import it."""
+    for module, targets in import_graph().items():
+        if subpackage(module) == "spotting":
+            bad = sorted(t for t in targets if subpackage(t) in ("inference", "training"))
             assert not bad, f"{module} imports {bad}"

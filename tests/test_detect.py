@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from visionattn.data.frames import resample
-from visionattn.inference.stitching import WindowStitcher
+from visionattn.spotting.stitching import WindowStitcher
 
 
 def _fake_model(events, score=0.9):

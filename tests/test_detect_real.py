@@ -36,10 +36,10 @@ from visionattn.features.front_end import face_spans
 from visionattn.features.settings import FeatureSettings
 from visionattn.inference.bundled import BUNDLED_MODEL, bundled_record, weights_digest
 from visionattn.inference.detector import ExpressionDetector, FlowDetector, within_face_spans
-from visionattn.inference.flow_spotter import FlowSpotterSettings
+from visionattn.spotting.flow import FlowSpotterSettings
 from visionattn.inference.record import RECORD_KEY, RECORD_VERSION, read_record
 from visionattn.inference.signals import TimelineSignals
-from visionattn.inference.stitching import StepDetection
+from visionattn.spotting.stitching import StepDetection
 
 from media import carphone_or_skip, texture_frames, write_video
 

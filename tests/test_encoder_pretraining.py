@@ -14,7 +14,7 @@ from visionattn.features import pretraining as ep
 from visionattn.features.pretraining import augment, encoder_key, frame_targets
 from visionattn.features.settings import EncoderPretraining, FeatureSettings
 from visionattn.data.datasets import load_table
-from visionattn.spotting.datamodule import ExpressionDataModule
+from visionattn.training.datamodule import ExpressionDataModule
 from visionattn.utils import UserError
 
 

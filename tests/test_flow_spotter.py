@@ -1,4 +1,4 @@
-"""The training-free flow spotter (visionattn.inference.flow_spotter) on synthetic motion streams.
+"""The training-free flow spotter (visionattn.spotting.flow) on synthetic motion streams.
 
 The synthetic stream is built from a stated model of a facial movement, independently of the
 spotter: each region has a 2-D position d(t) in % of the inter-ocular distance; an expression
@@ -17,7 +17,7 @@ import pytest
 
 from visionattn.data.annotations import EMOTIONS4
 from visionattn.features.motion import REGION_NAMES
-from visionattn.inference.flow_spotter import (
+from visionattn.spotting.flow import (
     FlowSpotterSettings, spot_flow,
 )
 from visionattn.utils import UserError

@@ -12,7 +12,8 @@ import visionattn.inference.annotate as annotate_mod
 from visionattn.inference.annotate import write_annotated
 from visionattn.inference.result import DetectedInterval, VideoResult
 from visionattn.evaluation import Interval
-from visionattn.inference.signals import TimelineSignals, fer_to_megc
+from visionattn.features.emotions import fer_to_megc
+from visionattn.inference.signals import TimelineSignals
 from visionattn.inference.timeline import (
     AXES_RECT,
     DPI,

@@ -4,7 +4,7 @@ import random
 import numpy as np
 import torch
 
-from visionattn.spotting.datamodule import ExpressionDataModule
+from visionattn.training.datamodule import ExpressionDataModule
 from visionattn.utils import preserved_random_state
 
 

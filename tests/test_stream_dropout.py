@@ -10,7 +10,7 @@ import torch
 
 from visionattn.features.extraction import feature_layout, stream_columns
 from visionattn.features.settings import FeatureSettings
-from visionattn.spotting.datamodule import ExpressionDataModule, TrainWindows, VideoRecord
+from visionattn.training.datamodule import ExpressionDataModule, TrainWindows, VideoRecord
 from visionattn.utils import UserError
 
 

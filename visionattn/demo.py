@@ -27,7 +27,7 @@ from .utils import atomic_path, atomic_write_json
 
 def train(root: Path, out: Path, test_subjects: List[str]) -> Path:
     """The demo model: ``out/fedn.ckpt`` (trained once; reused afterwards)."""
-    from .spotting.runs import fit_and_test
+    from .training.runs import fit_and_test
 
     final = out / "fedn.ckpt"
     if final.is_file():

@@ -15,7 +15,7 @@ default pipeline, each timed on its own over the same frames:
   front end's items, in batches (the FER mini-Xception on every face crop; the motion columns
   are only copied);
 - FEDN temporal: the temporal model over overlapping windows of those rows;
-- flow spotter: :func:`visionattn.inference.flow_spotter.spot_flow` on the whole video's rows.
+- flow spotter: :func:`visionattn.spotting.flow.spot_flow` on the whole video's rows.
 
 Then each method end to end, streaming, as a user runs ``visionattn detect``, where decoding and
 the networks also run beside the front end (:mod:`visionattn.utils.background`) (``--method fedn``
@@ -114,8 +114,8 @@ def run(args: argparse.Namespace) -> dict:
 
     from ..data.frames import iter_timed_frames
     from ..inference.detector import FlowDetector
-    from ..inference.stitching import WindowStitcher
-    from ..inference.flow_spotter import spot_flow_rows
+    from ..spotting.stitching import WindowStitcher
+    from ..spotting.flow import spot_flow_rows
 
     threads = args.threads
     torch.set_num_threads(threads)

@@ -92,7 +92,7 @@ def prepare_data(out: Path, base: List[str]) -> dict:
     record_path = out / "prepare.json"
     if record_path.is_file():
         return json.loads(record_path.read_text())
-    from ..spotting.cli import fedn_cli
+    from ..training.cli import fedn_cli
 
     start = time.perf_counter()
     fedn_cli(base + ["--trainer.logger=false"], run=False, configs=recipe()).datamodule.prepare_data()
@@ -108,7 +108,7 @@ def row_dir(out: Path, name: str) -> Path:
 
 
 def train_row(name: str, flags: List[str], out: Path, base: List[str]) -> dict:
-    from ..spotting.runs import fit_and_test
+    from ..training.runs import fit_and_test
 
     run_dir = row_dir(out, name)
     timing = run_dir / "timing.json"
@@ -135,7 +135,7 @@ def flow_row(out: Path, root: Path, cache_root: Path, test_subjects: List[str]) 
     from ..evaluation import Interval, write_intervals_csv
     from ..features.extraction import extract_features, feature_cache_key, feature_layout
     from ..features.settings import FeatureSettings
-    from ..inference.flow_spotter import spot_flow_rows
+    from ..spotting.flow import spot_flow_rows
 
     settings = FeatureSettings()  # the defaults, whatever overrides the FEDN rows were given
     table = load_table("synthetic", str(root))

@@ -10,7 +10,7 @@ encoder learns to predict it frame by frame. Its classifier is then dropped and 
 becomes the frozen encoder whose features FEDN trains on.
 
 It is part of making features, so it is a deterministic, cached step (like face detection),
-not a second training job: :class:`~visionattn.spotting.datamodule.ExpressionDataModule` runs
+not a second training job: :class:`~visionattn.training.datamodule.ExpressionDataModule` runs
 it in ``prepare_data`` when ``features.pretrain`` is set, once per training split. The weights
 are keyed by the settings and the exact training subjects, so a leave-one-subject-out fold
 never uses an encoder that saw its test subject. An interrupted run resumes from its last

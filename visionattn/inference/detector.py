@@ -23,11 +23,11 @@ from ..features.settings import FeatureSettings
 from ..utils import UserError
 from ..utils.background import OrderedCalls, prefetched
 from ..models.mini_xception import FER_CLASSES
-from .flow_spotter import FlowSpotResult, FlowSpotterSettings, emotion_probabilities, spot_flow_rows
+from ..spotting.flow import FlowSpotResult, FlowSpotterSettings, emotion_probabilities, spot_flow_rows
 from .record import DetectorRecord
 from .result import DetectedInterval, VideoResult
 from .signals import TimelineSignals
-from .stitching import WindowStitcher
+from ..spotting.stitching import WindowStitcher
 
 D = TypeVar("D")
 FLOW_COLUMNS = ("face", "motion_valid", "motion", "appearance_logits")  # what the flow spotter reads

@@ -6,8 +6,8 @@ quantity that was thresholded (FEDN's score, or motion energy) and the appearanc
 emotion probabilities. NaN in a curve means "no value at this step" (e.g. no face) and is drawn
 as a gap.
 
-The appearance network (mini-Xception, FER2013) scores 7 classes; :func:`fer_to_megc` is the one
-place they are mapped to the 4 MEGC classes.
+The appearance network (mini-Xception, FER2013) scores 7 classes;
+:func:`visionattn.features.emotions.fer_to_megc` is the one place they are mapped to the 4 MEGC classes.
 """
 from __future__ import annotations
 
@@ -19,43 +19,12 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..data.annotations import EMOTIONS4
+from ..features.emotions import FER_TO_MEGC, fer_to_megc
 from ..utils import UserError, atomic_path
 
 PathLike = Union[str, os.PathLike]
 Threshold = Union[float, Mapping[str, float], None]
 
-# FER2013's classes -> the 4 MEGC classes (the CAS(ME)^3 grouping: negative = anger, disgust,
-# fear, sad; positive = happy; surprise; others). FER's "neutral" is no expression of the other
-# six, which MEGC files under "others".
-FER_TO_MEGC: Dict[str, str] = {
-    "angry": "negative", "disgust": "negative", "fear": "negative", "sad": "negative",
-    "happy": "positive", "surprise": "surprise", "neutral": "others",
-}
-
-
-def fer_to_megc(probs7: np.ndarray, names: Optional[Sequence[str]] = None) -> np.ndarray:
-    """FER probabilities ``(..., 7)`` -> MEGC probabilities ``(..., 4)`` in :data:`EMOTIONS4` order
-    (negative, positive, surprise, others), by summing each group:
-
-    negative = angry + disgust + fear + sad, positive = happy, surprise = surprise,
-    others = neutral.
-
-    ``names``: the 7 class names in the order of the last axis (default: the mini-Xception's
-    ``FER_CLASSES`` = angry, disgust, fear, happy, sad, surprise, neutral). Rows summing to 1 still
-    do; NaN rows stay NaN. Returns float64.
-    """
-    if names is None:
-        from ..models.mini_xception import FER_CLASSES  # torch-heavy; only when the default is needed
-
-        names = FER_CLASSES
-    names = [n.strip().lower() for n in names]
-    probs7 = np.asarray(probs7, dtype=np.float64)
-    if sorted(names) != sorted(FER_TO_MEGC) or probs7.shape[-1:] != (len(names),):
-        raise ValueError(f"expected the 7 FER classes {sorted(FER_TO_MEGC)} on the last axis, "
-                         f"got names {names} and shape {probs7.shape}")
-    # (7, 4) 0/1 matrix: column j sums the FER classes of MEGC class j.
-    groups = np.array([[FER_TO_MEGC[n] == m for m in EMOTIONS4] for n in names], dtype=np.float64)
-    return probs7 @ groups
 
 
 @dataclass
@@ -72,7 +41,7 @@ class TimelineSignals:
             float, ``{name: level}`` (e.g. per type), or None.
         emotion_probs: ``(T, K)`` probabilities of the appearance network, or None.
         emotion_names: the ``K`` class names of ``emotion_probs`` (default: the 4 MEGC classes).
-            The 7 FER classes are accepted and drawn as the 4 MEGC ones (:func:`fer_to_megc`).
+            The 7 FER classes are accepted and drawn as the 4 MEGC ones (:func:`~visionattn.features.emotions.fer_to_megc`).
         frames: ``(T,)`` int source frame number of each step, in the result's frame numbering,
             or None; not drawn, kept for people reading the npz.
     """

@@ -104,7 +104,7 @@ def _hit_everything(micro: int, macro: int, micro_score: float, macro_score: flo
 
 def test_thresholds_per_type_reach_what_one_shared_threshold_cannot():
     from visionattn.evaluation import Interval
-    from visionattn.spotting.module import choose_thresholds
+    from visionattn.training.module import choose_thresholds
 
     # micro detections are right but score low (0.2); macro ones score high (0.8); false alarms of
     # both types score 0.5 and 0.1
@@ -119,7 +119,7 @@ def test_thresholds_per_type_reach_what_one_shared_threshold_cannot():
 
 def test_thresholds_take_the_middle_of_an_equally_good_range():
     from visionattn.evaluation import Interval
-    from visionattn.spotting.module import choose_thresholds
+    from visionattn.training.module import choose_thresholds
 
     # micro: hits at 0.6, a false alarm at 0.1 -> every threshold in (0.1, 0.6] is equally good;
     # macro: hits at 0.9, nothing else -> every threshold up to 0.9 is
@@ -133,7 +133,7 @@ def test_thresholds_take_the_middle_of_an_equally_good_range():
 
 def test_thresholds_serve_each_types_own_f1_not_the_pooled_f1():
     from visionattn.evaluation import Interval
-    from visionattn.spotting.module import choose_thresholds
+    from visionattn.training.module import choose_thresholds
 
     # ten macro hits at 0.9 and nothing else; two micro hits at 0.3 and three micro false alarms
     # at 0.5
@@ -151,7 +151,7 @@ def _module_for(feature_dim: int, **kwargs):
     from types import SimpleNamespace
 
     from visionattn.models.fedn.config import FEDNConfig
-    from visionattn.spotting.module import SpottingModule
+    from visionattn.training.module import SpottingModule
 
     config = FEDNConfig(embed_dim=16, num_heads=2, num_levels=3, regression_ranges=((0, 4), (4, 8), (8, 1e4)))
     module = SpottingModule(config, **kwargs)
@@ -187,7 +187,7 @@ def test_without_ema_the_trained_weights_are_evaluated():
 
 @pytest.mark.parametrize("decay", [0.0, 1.0, 1.5])
 def test_ema_decay_outside_0_1_names_the_key(decay):
-    from visionattn.spotting.module import SpottingModule
+    from visionattn.training.module import SpottingModule
     from visionattn.utils import UserError
 
     with pytest.raises(UserError, match="model.ema_decay"):

@@ -23,7 +23,7 @@ from ..evaluation import Interval, evaluate, write_intervals_csv
 from ..evaluation.spotting import spotting_scores
 from ..inference.detector import within_face_spans
 from ..inference.record import DEFAULT_THRESHOLD, RECORD_KEY, DetectorRecord
-from ..inference.stitching import StepDetection
+from ..spotting.stitching import StepDetection
 from ..models.fedn.config import FEDNConfig
 from ..models.fedn.model import FEDN
 from ..utils import UserError

@@ -113,7 +113,7 @@ from ..features.motion import DEFAULT_INTERVAL_S, REFERENCE_REGION, REGION_NAMES
 from ..features.motion import feature_names as motion_feature_names
 from ..models.mini_xception import FER_CLASSES
 from ..utils import UserError
-from .signals import fer_to_megc
+from ..features.emotions import fer_to_megc
 
 __all__ = ["FlowInterval", "FlowSpotResult", "FlowSpotterSettings", "motion_lag", "spot_flow"]
 
@@ -583,7 +583,7 @@ def spot_flow_rows(rows: np.ndarray, layout: Dict[str, Tuple[int, int]], cuts: S
     """The flow spotter (``settings``, default: the defaults) on feature rows ``(T, D)`` of the landmark front end
     with the motion and appearance streams (``layout``: :attr:`FrameFeatureExtractor.layout`),
     ``cuts`` the rows right after a shot cut, rows at ``fps``: a
-    :class:`~visionattn.inference.flow_spotter.FlowSpotResult` in rows."""
+    :class:`~visionattn.spotting.flow.FlowSpotResult` in rows."""
     def column(name: str) -> np.ndarray:
         return np.asarray(rows[:, slice(*layout[name])], np.float32)
 

@@ -1,0 +1,1 @@
+"""Training FEDN for expression spotting with Lightning: features, data, module, LOSO."""

@@ -1,9 +1,11 @@
 """What each install gives: the core requirements are torch, torchvision, timm (and numpy, which
 the package imports); the timm models work where the expression stack cannot be imported;
-every third-party package the code imports is declared in an extra; constraints.txt pins each."""
+every third-party package the code imports is declared in an extra; constraints.txt pins each;
+`make demo` and `make detect-demo` never wait for the mmcv build."""
 import ast
 import configparser
 import re
+import subprocess
 
 from isolation import ROOT, run_blocked
 
@@ -104,3 +106,18 @@ print(len(names), " ".join(names))
     count, names = out.stdout.split(maxsplit=1)
     assert int(count) >= 18 and "resnet50_mca_s" in names and "mini_xception_fer2013" in names
     assert run_blocked(blocked, "import cv2").returncode != 0  # the blocker works
+
+
+def test_demo_targets_never_build_mmcv(tmp_path):
+    def dry_run(*targets):
+        out = subprocess.run(["make", "-n", "-C", str(ROOT), f"VENV={tmp_path / 'venv'}", *targets],
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    demo = dry_run("demo", "detect-demo")
+    assert "-c constraints.txt" in demo and "visionattn demo" in demo and "visionattn detect" in demo
+    assert "install_mmdet" not in demo and "install_browser" not in demo
+    everything = dry_run("test")
+    assert "tools/install_mmdet.sh" in everything and "tools/install_browser.sh" in everything
+    assert "-m pytest" in everything

@@ -121,3 +121,13 @@ def test_demo_targets_never_build_mmcv(tmp_path):
     everything = dry_run("test")
     assert "tools/install_mmdet.sh" in everything and "tools/install_browser.sh" in everything
     assert "-m pytest" in everything
+
+
+def test_import_registers_the_models_in_either_order_and_loads_no_torch():
+    check = "\nassert timm.is_model('resnet50_mca_s') and timm.is_model('mini_xception_fer2013')\nprint('ok')"
+    for code in ("import visionattn\nimport timm", "import timm\nimport visionattn", "import visionattn, timm.models"):
+        out = run_blocked([], code + check)
+        assert out.returncode == 0 and out.stdout.strip() == "ok", (code, out.stderr)
+    out = run_blocked([], "import visionattn\nassert 'torch' not in sys.modules and 'timm' not in sys.modules\n"
+                          "assert visionattn.layers.MomentChannelAttention\nprint('ok')")
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

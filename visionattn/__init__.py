@@ -48,7 +48,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-if "timm" in sys.modules:
+if sys.modules.get("timm") is not None:  # None: an import of timm was blocked
     _register_timm_models()
 elif not any(isinstance(finder, _RegisterWhenTimmLoads) for finder in sys.meta_path):
     sys.meta_path.insert(0, _RegisterWhenTimmLoads())

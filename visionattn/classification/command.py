@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import argparse
 
-# visionattn.cli hands the arguments after "train-cls" to LightningCLI untouched.
-PASS_THROUGH = True
+# visionattn.cli hands the arguments after "train-cls" to LightningCLI untouched (Subcommand.passthrough).
 
 
 def run(args: argparse.Namespace) -> None:

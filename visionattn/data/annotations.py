@@ -33,6 +33,12 @@ first_frame     int64     number of the video's first frame        } (:data:`FRA
 A table read from workbooks alone has :data:`ANNOTATION_COLUMNS`; attaching the frame
 sources (:func:`visionattn.data.datasets.attach_sources`) gives :data:`COLUMNS`. The
 quirks a reader resolved are in ``table.attrs["quirks"]`` (``{what was done: rows}``).
+
+A malformed row (a frame number missing or not a number, onset after apex or offset, apex
+outside the interval) is dropped and reported among the quirks, one entry per row naming its
+sheet, row and values (:func:`malformed_row`); with ``strict=True`` the reader refuses it
+instead. Real workbooks carry such rows (CAS(ME)^3 part A's sheet 'label' has spNO.216 video d
+with onset 3647, apex 2668, offset 2694).
 """
 from __future__ import annotations
 
@@ -276,6 +282,47 @@ class Quirks(Counter):
 
     def note(self, what: str, n: int = 1) -> None:
         self[what] += n
+
+
+# ------------------------------------------------------------------ malformed rows
+FRAME_FIELDS = ("onset", "apex", "offset")
+
+
+def frame_cells(values: Sequence, whole: bool = True) -> Tuple[Optional[Tuple[float, ...]], str]:
+    """A row's onset, apex and offset cells as numbers: ``(numbers, "")``, or ``(None, what is
+    wrong)`` when one is empty or not a (``whole``) number. Ints when ``whole``, else floats."""
+    numbers = []
+    for name, value in zip(FRAME_FIELDS, values):
+        if cell_str(value) == "":
+            return None, f"{name} is missing"
+        try:
+            numbers.append(cell_int(value, "", name) if whole else cell_number(value, "", name))
+        except UserError:
+            return None, f"{name} {value!r} is not a {'whole ' if whole else ''}number"
+    return tuple(numbers), ""
+
+
+def interval_problem(onset: float, apex: float, offset: float) -> str:
+    """What makes onset, apex, offset no expression ('' if nothing): onset after offset (or
+    apex), apex outside [onset, offset]."""
+    if onset > offset:
+        return f"onset {onset} is after {f'apex {apex} and ' if onset > apex else ''}offset {offset}"
+    if not onset <= apex <= offset:
+        return f"apex {apex} is outside onset {onset} .. offset {offset}"
+    return ""
+
+
+def malformed_row(sheet: Sheet, number: int, problem: str, values: str, quirks: Quirks, strict: bool) -> None:
+    """Drop a malformed row, noting it in ``quirks`` with its sheet, row and ``values`` (the
+    row's cells as text), or raise UserError when ``strict``."""
+    if strict:
+        raise UserError(f"{sheet.where(number)}: {problem} ({values}); strict: malformed rows are refused")
+    quirks.note(f"malformed row dropped: sheet '{sheet.name}', row {number} ({values}): {problem}")
+
+
+def row_values(**cells) -> str:
+    """``subject spNO.216, video d, onset 3647, ...``: a row's cells as the report shows them."""
+    return ", ".join(f"{k} {cell_str(v) or '(empty)'}" for k, v in cells.items())
 
 
 # ------------------------------------------------------------------ frame sources

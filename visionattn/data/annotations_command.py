@@ -8,7 +8,9 @@
 One row per expression: ``subject,video,onset,apex,offset,type,emotion,emotion_raw,aus``
 (type micro/macro, emotion one of the 4 MEGC classes or empty where the dataset gives none;
 frame numbers are the workbook's). Prints the counts per type, the subjects and videos, and
-every quirk it resolved with the number of rows concerned. No frames are needed.
+every quirk it resolved with the number of rows concerned; a malformed row (frame number
+missing, onset after apex or offset, apex outside the interval) is dropped and listed with its
+sheet, row and values, or, with ``--strict``, refused. No frames are needed.
 """
 from __future__ import annotations
 
@@ -28,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="offset 0 (missing): apex (offset := apex, default), drop, error, or N (apex + N)")
     parser.add_argument("--onset-zero", choices=("drop", "keep"), default="drop",
                         help="SAMM-LV rows with onset 0: drop (default, as the published baselines) or keep")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse a malformed row (frame number missing, onset after apex or offset, apex outside "
+                             "the interval) instead of dropping it and listing it among the quirks")
 
 
 def summary(table) -> dict:
@@ -64,7 +69,7 @@ def run(args: argparse.Namespace) -> dict:
     missing = parse_missing_offset(args.missing_offset)
     if args.onset_zero != "drop" and args.dataset != "samm":
         raise UserError("--onset-zero applies to --dataset samm only")
-    table = load_annotations(args.dataset, args.workbooks, missing, args.onset_zero)
+    table = load_annotations(args.dataset, args.workbooks, missing, args.onset_zero, strict=args.strict)
     atomic_write_text(args.out, ground_truth_csv(table))
     result = summary(table)
     print(format_summary(args.dataset, result, args.out), end="")

@@ -3,8 +3,11 @@
 The readers take the workbooks alone and return the table of
 :mod:`visionattn.data.annotations` without frame columns; :func:`casme2_source` and
 :func:`casme3_source` find a video's frames (see :func:`visionattn.data.datasets.attach_sources`).
-A malformed row raises :class:`visionattn.utils.UserError` naming the workbook, sheet and row
-as Excel numbers it.
+A row that does not fit the layout (unknown subject index or video, unknown expression type)
+raises :class:`visionattn.utils.UserError` naming the workbook, sheet and row as Excel numbers
+it; a malformed row (frame number missing, onset after apex or offset, apex outside the
+interval) is dropped and reported among the quirks, or refused with ``strict=True``
+(:func:`visionattn.data.annotations.malformed_row`).
 
 CAS(ME)^2 (``CAS(ME)^2code_final.xlsx``; the MEGC 2021 copy ``CASME_sq_gt.xlsx`` is the same),
 three sheets in this order, none with a header row::
@@ -35,8 +38,8 @@ from typing import Dict, Optional, Tuple
 
 from ..utils import UserError
 from .annotations import (ANNOTATION_COLUMNS, VIDEO_EXTS, MissingOffset, Quirks, Sheet, blank, cell_int, cell_str,
-                          child_ci, expression_type, fill_offset, header_columns, make_table, missing_offset_quirk,
-                          read_workbook, to_emotion4)
+                          child_ci, expression_type, fill_offset, frame_cells, header_columns, interval_problem,
+                          make_table, malformed_row, missing_offset_quirk, read_workbook, row_values, to_emotion4)
 
 CASME2_WORKBOOKS = ("CAS(ME)^2code_final.xlsx", "CASME_sq_gt.xlsx")
 CASME2_WORKBOOK = CASME2_WORKBOOKS[0]
@@ -94,11 +97,12 @@ def _casme2_videos(sheet: Sheet, quirks: Quirks) -> Dict[str, str]:
 
 
 def load_casme2_annotations(workbook: os.PathLike, missing_offset: MissingOffset = "apex",
-                            dataset: str = "casme2"):
+                            dataset: str = "casme2", strict: bool = False):
     """The expressions of a CAS(ME)^2 workbook (either distributed name), without frames.
 
     Frame numbers are the workbook's (1-based). ``missing_offset``: policy for offset 0, see
-    :func:`visionattn.data.annotations.fill_offset`. Returns a table with
+    :func:`visionattn.data.annotations.fill_offset`. ``strict``: refuse a malformed row instead
+    of dropping and reporting it. Returns a table with
     :data:`~visionattn.data.annotations.ANNOTATION_COLUMNS`, quirks in ``attrs["quirks"]``.
     """
     wb = Path(workbook)
@@ -124,16 +128,22 @@ def load_casme2_annotations(workbook: os.PathLike, missing_offset: MissingOffset
         if video_name not in videos:
             raise UserError(f"{where}: expression id {expr_id!r} names video {video_name!r}, "
                             f"which sheet '{video_sheet.name}' does not list")
-        onset = cell_int(cells[2], where, "onset")
-        apex = cell_int(cells[3], where, "apex")
-        raw_offset = cell_int(cells[4], where, "offset")
+        values = row_values(subject=cells[0], expression=expr_id, onset=cells[2], apex=cells[3], offset=cells[4])
+        frames, problem = frame_cells(cells[2:5])
+        if frames is None:
+            malformed_row(expressions, number, problem, values, quirks, strict)
+            continue
+        onset, apex, raw_offset = frames
         offset = fill_offset(onset, apex, raw_offset, missing_offset, where)
         if raw_offset <= 0:
             quirks.note(missing_offset_quirk(missing_offset))
         if offset is None:
             continue
-        if not 0 < onset <= offset:
-            raise UserError(f"{where}: onset {onset} / offset {offset} do not make an interval")
+        problem = interval_problem(onset, apex, offset) or (
+            f"onset {onset} is not a frame number (they count from 1)" if onset < 1 else "")
+        if problem:
+            malformed_row(expressions, number, problem, values, quirks, strict)
+            continue
         kind = expression_type(cell_str(cells[7]))
         if kind is None:
             raise UserError(f"{where}: expression type {cells[7]!r} is neither macro- nor micro-expression")
@@ -192,15 +202,12 @@ def _casme3_video(value, quirks: Quirks) -> str:
     return raw.lower()
 
 
-def _casme3_frames(cells, cols, where: str) -> Tuple[int, int, int]:
-    return tuple(cell_int(cells[cols[k]] if cols[k] < len(cells) else None, where, k)
-                 for k in ("onset", "apex", "offset"))
-
-
-def _casme3_intervals(sheet: Sheet, header: int, cols, quirks: Quirks, missing_offset: MissingOffset):
+def _casme3_intervals(sheet: Sheet, header: int, cols, quirks: Quirks, missing_offset: MissingOffset,
+                      strict: bool):
     """The interval rows below ``header`` of a CAS(ME)^3 workbook sheet, read the same way in the
     label and the all-expression workbooks: (where, padded cells, subject, video, onset, apex,
-    offset); rows the missing-offset policy drops are skipped."""
+    offset); rows the missing-offset policy drops are skipped, malformed rows dropped and
+    reported (refused if ``strict``)."""
     for number, cells in sheet.rows:
         if number <= header or blank(cells):
             continue
@@ -210,23 +217,31 @@ def _casme3_intervals(sheet: Sheet, header: int, cols, quirks: Quirks, missing_o
         video = _casme3_video(cells[cols["filename"]], quirks)
         if not subject or not video:
             raise UserError(f"{where}: subject or filename is empty")
-        onset, apex, raw_offset = _casme3_frames(cells, cols, where)
+        raw = [cells[cols[k]] for k in ("onset", "apex", "offset")]
+        values = row_values(subject=subject, video=video, onset=raw[0], apex=raw[1], offset=raw[2])
+        frames, problem = frame_cells(raw)
+        if frames is None:
+            malformed_row(sheet, number, problem, values, quirks, strict)
+            continue
+        onset, apex, raw_offset = frames
         offset = fill_offset(onset, apex, raw_offset, missing_offset, where)
         if raw_offset <= 0:
             quirks.note(missing_offset_quirk(missing_offset))
         if offset is None:
             continue
-        if onset > offset:
-            raise UserError(f"{where}: onset {onset} is after offset {offset}")
+        problem = interval_problem(onset, apex, offset)
+        if problem:
+            malformed_row(sheet, number, problem, values, quirks, strict)
+            continue
         yield where, cells, subject, video, onset, apex, offset
 
 
-def _casme3_label_rows(sheet: Sheet, quirks: Quirks, missing_offset: MissingOffset, kind: str):
+def _casme3_label_rows(sheet: Sheet, quirks: Quirks, missing_offset: MissingOffset, kind: str, strict: bool):
     """Rows of a label workbook (sheet ``label``): (where, subject, video, onset, apex, offset,
     AUs, raw emotion); ``kind`` names what the rows are for the messages."""
     header, cols = header_columns(sheet, _CASME3_COLUMNS, ("subject", "filename", "onset", "apex", "offset", "emotion"))
     for where, cells, subject, video, onset, apex, offset in _casme3_intervals(sheet, header, cols, quirks,
-                                                                              missing_offset):
+                                                                              missing_offset, strict):
         raw = cell_str(cells[cols["emotion"]])
         if raw != raw.lower():
             quirks.note(f"{kind} emotion capitalised (Others beside others): lower-cased")
@@ -251,7 +266,8 @@ def _row(subject, video, onset, apex, offset, kind, emotion_raw, au, where) -> d
 
 
 def load_casme3_annotations(micro_labels: Optional[os.PathLike] = None, workbook: Optional[os.PathLike] = None,
-                            macro_labels: Optional[os.PathLike] = None, missing_offset: MissingOffset = "apex"):
+                            macro_labels: Optional[os.PathLike] = None, missing_offset: MissingOffset = "apex",
+                            strict: bool = False):
     """The expressions of CAS(ME)^3 part A, without frames.
 
     Args:
@@ -262,6 +278,7 @@ def load_casme3_annotations(micro_labels: Optional[os.PathLike] = None, workbook
             rows with the same subject, video and onset (or apex).
         macro_labels: the macro-expression emotion workbook, where distributed.
         missing_offset: policy for offset 0.
+        strict: refuse a malformed row of the table's workbook instead of dropping and reporting it.
     Subjects are written ``spNO.<n>``, videos lower case; 7 emotions map to the 4 classes.
     """
     if micro_labels is None and workbook is None:
@@ -277,7 +294,7 @@ def load_casme3_annotations(micro_labels: Optional[os.PathLike] = None, workbook
         table_rows = kind == "micro" and workbook is None
         for where, subject, video, onset, apex, offset, au, emotion_raw in _casme3_label_rows(
                 _label_sheet(Path(path)), quirks if table_rows else Quirks(),
-                missing_offset if table_rows else "apex", kind):
+                missing_offset if table_rows else "apex", kind, strict and table_rows):
             for frame in (onset, apex):
                 labels[kind].setdefault((subject, video, frame), emotion_raw)
             if table_rows:
@@ -292,7 +309,7 @@ def load_casme3_annotations(micro_labels: Optional[os.PathLike] = None, workbook
     header, cols = header_columns(sheet, _CASME3_COLUMNS, ("subject", "filename", "onset", "apex", "offset", "type"))
     rows = []
     for where, cells, subject, video, onset, apex, offset in _casme3_intervals(sheet, header, cols, quirks,
-                                                                              missing_offset):
+                                                                              missing_offset, strict):
         kind = expression_type(cell_str(cells[cols["type"]]))
         if kind is None:
             raise UserError(f"{where}: expression type {cells[cols['type']]!r} is neither macro- nor micro-expression")

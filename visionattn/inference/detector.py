@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 import torch
@@ -198,8 +198,7 @@ class FlowDetector:
         result = scan.result(intervals, {k: round(v, 4) for k, v in self.thresholds.items()}, method=self.method,
                              model=model, score_name=self.score_name)
         energy = np.where(found.usable, found.energy, np.nan)
-        signals = scan.signals(energy[:, None], ("motion energy",), {"threshold": float(found.threshold)},
-                               self.score_name, found)
+        signals = scan.signals(energy, (), float(found.threshold), self.score_name, found)
         return Decision(result, scan.source_boxes(), signals, scan)
 
     def detect(self, source: str, progress: bool = True) -> Tuple[VideoResult, np.ndarray, TimelineSignals]:
@@ -312,16 +311,18 @@ class VideoScan:
             return None
         return emotion_probabilities(self.column("appearance_logits").reshape(self.steps, -1), self.present)
 
-    def signals(self, scores: np.ndarray, score_names: Sequence[str], thresholds: Mapping[str, float],
+    def signals(self, scores: np.ndarray, score_names: Sequence[str], thresholds: Union[float, Mapping[str, float]],
                 score_label: str, flow: Optional[FlowSpotResult] = None) -> TimelineSignals:
-        """The curves for the timeline and the per-frame table: ``scores`` ``(T, K)`` (what the
-        method thresholds, one column per name in ``score_names``) and its ``thresholds``, the
-        flow spotter's motion energy, the appearance probabilities, face presence and boxes."""
+        """The curves for the timeline and the per-frame table: ``scores`` ``(T,)`` or ``(T, K)``
+        (what the method thresholds, one column per name in ``score_names``) and its
+        ``thresholds`` (one level, or one per name), the flow spotter's motion energy, the
+        appearance probabilities, face presence and boxes."""
         energy = None if flow is None else np.where(flow.usable, flow.energy, np.nan)
         boxes = np.array([b if b is not None else (np.nan,) * 4 for b in self.boxes], np.float64).reshape(-1, 4)
         return TimelineSignals(
             times_s=np.asarray(self.steps_time, float), score=scores, score_names=tuple(score_names),
-            score_label=score_label, score_threshold=dict(thresholds), emotion_probs=self.emotion_probs(),
+            score_label=score_label, score_threshold=thresholds if isinstance(thresholds, float) else dict(thresholds),
+            emotion_probs=self.emotion_probs(),
             emotion_names=FER_CLASSES, frames=np.array([self.number(i) for i in self.steps_source], np.int64),
             motion_energy=energy, face_present=np.asarray(self.present, bool), face_boxes=boxes)
 

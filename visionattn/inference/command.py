@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from ..utils import UserError, counted
-from ..utils.console import progress_wanted, warn
+from ..utils.console import warn
 from ..utils.io import PathLike
 
 # flags a method does not use: method -> {flag: its value when not given}
@@ -142,7 +142,6 @@ def detect(videos: Sequence[str], out: PathLike, checkpoint: Optional[PathLike] 
         names[key] = video
     truths = _read_truths(gt) if gt else None
     detector = _detector(method, checkpoint, device, batch_size, thresholds, window, overlap, encoder_checkpoint, face)
-    progress = progress_wanted(progress)
     out.mkdir(parents=True, exist_ok=True)
     failed, written = [], []
     for video in videos:

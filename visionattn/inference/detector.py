@@ -31,6 +31,7 @@ from .record import DetectorRecord
 from .result import DetectedInterval, VideoResult
 from .signals import TimelineSignals
 from ..spotting.stitching import StepDetection, WindowStitcher, select
+from ..utils.console import progress_wanted
 
 D = TypeVar("D")
 FLOW_COLUMNS = ("face", "motion_valid", "motion", "appearance_logits")  # what the flow spotter reads
@@ -94,8 +95,9 @@ class ExpressionDetector:
         """Everything besides the video that shapes :meth:`scan`'s output (a cache key): the
         method, digests of the model and of the feature settings, the rate, face, windows."""
         model = {"config": asdict(self.record.model), "weights_sha256": weights_digest(self.record.state_dict)}
-        return {"method": self.method, "model": settings_key(model), "features": settings_key(self.settings.key_settings()),
-                "fps": self.fps, "face": self.face, "window": self.window, "overlap": self.overlap}
+        return {"method": self.method, "model": settings_key(model),
+                "features": settings_key(self.settings.key_settings()), "fps": self.fps, "face": self.face,
+                "window": self.window, "overlap": self.overlap}
 
     def settings_key(self) -> dict:
         """Everything besides the video that shapes the result: :meth:`signals_key` and the thresholds."""
@@ -408,8 +410,8 @@ def scan_video(source: str, settings: FeatureSettings, fps: float, extractor: Fr
     pipeline = settings.face_pipeline(fps, face=face)
     from tqdm import tqdm
 
-    bar = tqdm(total=info.frame_count, unit="frame", desc=Path(source).name, disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(total=info.frame_count, unit="frame", desc=Path(source).name,
+               disable=not progress_wanted(progress), dynamic_ncols=True)
 
     def timed() -> Iterator[Tuple[int, float, np.ndarray]]:
         for position, (index, seconds, image) in enumerate(iter_timed_frames(source, fps=fps)):

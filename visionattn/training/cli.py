@@ -14,7 +14,7 @@ from typing import Any, List, Optional, Sequence
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI
 
-from ..utils.console import quiet_library_chatter
+from ..utils.console import progress_wanted, quiet_library_chatter
 
 CHECKPOINT_MONITOR = "val/f1"
 
@@ -32,7 +32,7 @@ def default_callbacks(root: Path, progress_bar: bool = True) -> list:
     """Progress bar (tqdm, also where ``rich`` is installed) and the best / last checkpoints."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    bar = [ProgressBar()] if progress_bar else []
+    bar = [ProgressBar()] if progress_wanted(progress_bar) else []  # a log file gets no bar
     return bar + [ModelCheckpoint(dirpath=str(root / "checkpoints"), monitor=CHECKPOINT_MONITOR, mode="max",
                                   save_last=True)]
 

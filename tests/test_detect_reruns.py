@@ -242,6 +242,14 @@ def test_old_names_still_read() -> None:
     old = VideoResult.from_dict({"video": "v.mp4", "fps": 30.0, "frame_count": 1, "duration_s": 0.03, "width": 4,
                                  "height": 4, "face_found": False, "threshold": {"micro": 0.1, "macro": 0.2}})
     assert old.thresholds == {"micro": 0.1, "macro": 0.2} and old.schema_version == 0
+    # a config pickled into an old Lightning checkpoint's hyper-parameters
+    import pickle
+
+    from visionattn.models.fedn import FEDNConfig
+
+    config = FEDNConfig()
+    config.__dict__["min_score"] = config.__dict__.pop("score_floor") + 0.5
+    assert pickle.loads(pickle.dumps(config)).score_floor == pytest.approx(0.501)
     checkpoint = {"state_dict": {"threshold": torch.tensor([0.1, 0.2])}}
     SpottingModule.on_load_checkpoint(None, checkpoint)
     assert list(checkpoint["state_dict"]) == ["thresholds"]

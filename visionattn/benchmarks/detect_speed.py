@@ -154,7 +154,8 @@ def run(args: argparse.Namespace) -> dict:
 
     same_features = detector.extractor.layout == flow.extractor.layout and detector.settings == s
     feats = rows if same_features else np.concatenate(batches(detector.extractor))
-    stitcher = WindowStitcher(detector.predict_window, detector.window, detector.overlap, detector.thresholds)
+    stitcher = WindowStitcher(detector.predict_window, detector.window, detector.overlap,
+                              [detector.thresholds[t] for t in detector.record.type_names])
     detector.predict_window(torch.from_numpy(feats[: detector.window].astype(np.float32)))  # warm-up
 
     def temporal() -> None:

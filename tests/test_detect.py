@@ -66,7 +66,7 @@ def test_threshold_and_cross_window_duplicates() -> None:
                 "type": torch.tensor([1, 0]), "emotion": torch.tensor([2, 2]),
                 "score": torch.tensor([0.8 if first == 0 else 0.7, 0.1])}
 
-    st = WindowStitcher(predict, window=100, overlap=60, min_score=0.2)
+    st = WindowStitcher(predict, window=100, overlap=60, thresholds=0.2)
     got = _stream(st, 160, 160)
     assert [(d.onset, d.offset, d.score) for d in got] == [(50, 70, pytest.approx(0.8))]
 
@@ -127,7 +127,7 @@ TINY = {
                 "logger": False, "enable_progress_bar": False},
     "model": {"fedn": {"embed_dim": 32, "num_heads": 2, "num_levels": 4,
                        "regression_ranges": [[0, 4], [4, 8], [8, 16], [16, 10000]],
-                       "pre_nms_threshold": 0.0, "min_score": 0.0}},
+                       "pre_nms_threshold": 0.0, "score_floor": 0.0}},
     # the default features: landmark front end, motion and appearance streams
     "data": {"dataset": "synthetic", "features": {"face_size": 64, "detect_every": 10},
              "val_subjects": 1, "window": 128, "windows_per_epoch": 4, "batch_size": 2},
@@ -291,7 +291,7 @@ def test_record_round_trips_the_trained_model(trained, tmp_path) -> None:
         model = rec.build_model()
         assert set(model.state_dict()) == set(weights)
         assert all(torch.equal(model.state_dict()[k], weights[k]) for k in weights)
-        assert rec.threshold_tuple() == tuple(lightning_ckpt["state_dict"]["threshold"].tolist())
+        assert [rec.thresholds[t] for t in rec.type_names] == lightning_ckpt["state_dict"]["thresholds"].tolist()
         assert rec.window == 128 and rec.fps == 30.0 and rec.model.feature_dim == 2 + 27 + 7 + 128
         assert rec.features.face_size == 64 and rec.features.streams == ("motion", "appearance")
         x = torch.randn(1, 100, rec.model.feature_dim)

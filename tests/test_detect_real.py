@@ -183,11 +183,11 @@ def test_real_face_video_outputs_are_valid(runs, kind: str) -> None:
         assert r["model"]["name"] == record.info["name"] and r["model"]["name"]
         assert r["model"]["source"] == str(BUNDLED_MODEL)
         assert r["model"]["held_out"] == record.info["held_out"]
-        assert r["threshold"] == {t: pytest.approx(v, abs=1e-4) for t, v in record.thresholds.items()}
-        assert set(r["threshold"]) == {"micro", "macro"}
+        assert r["thresholds"] == {t: pytest.approx(v, abs=1e-4) for t, v in record.thresholds.items()}
+        assert set(r["thresholds"]) == {"micro", "macro"}
     else:
         assert r["model"]["name"] and "flow" in r["model"]["name"]
-        assert r["threshold"] and all(v > 0 for v in r["threshold"].values())
+        assert r["thresholds"] and all(v > 0 for v in r["thresholds"].values())
 
     rows = _csv_rows(run.path(".csv"))
     assert len(rows) == len(r["intervals"])
@@ -209,7 +209,8 @@ def test_real_face_video_outputs_are_valid(runs, kind: str) -> None:
     assert signals.times_s[-1] <= 119 / 29.97 + 1e-3
     assert signals.frames.shape == (steps,) and signals.frames[0] == 1 and signals.frames[-1] == 120
     assert np.all(np.diff(signals.frames) >= 0)
-    assert signals.score is not None and signals.score.shape == (steps,)
+    # the score each method thresholded: flow's motion energy, FEDN's best candidate per type
+    assert signals.score is not None and signals.score.shape == ((steps,) if kind == "flow" else (steps, 2))
     probs = signals.emotion_probs
     assert probs is not None and probs.shape == (steps, 7)
     # appearance probabilities exist exactly on the steps whose frame had a face

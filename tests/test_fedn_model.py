@@ -255,7 +255,7 @@ def test_soft_nms_hand_values():
     assert keep.tolist() == [0, 2, 1]
     decayed = 0.8 * math.exp(-((9 / 11) ** 2) / 0.5)  # IoU([0,10],[1,11]) = 9/11
     assert torch.allclose(scores, torch.tensor([0.9, 0.7, decayed]))
-    keep, _ = soft_nms(spans, torch.tensor([0.9, 0.8, 0.7]), sigma=0.5, min_score=0.3)
+    keep, _ = soft_nms(spans, torch.tensor([0.9, 0.8, 0.7]), sigma=0.5, score_floor=0.3)
     assert keep.tolist() == [0, 2]
 
 

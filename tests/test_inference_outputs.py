@@ -36,7 +36,8 @@ def _result(intervals=(), without_face=(), face_found=True, duration=60.0, fps=3
     return VideoResult(
         video="/videos/clip01.mp4", fps=fps, frame_count=int(round(duration * fps)), duration_s=duration,
         width=kw.pop("width", 640), height=kw.pop("height", 480), face_found=face_found,
-        intervals=list(intervals), frames_without_face=[list(r) for r in without_face], threshold={"micro": 0.5, "macro": 0.5},
+        intervals=list(intervals), frames_without_face=[list(r) for r in without_face],
+        thresholds={"micro": 0.5, "macro": 0.5},
     )
 
 
@@ -185,7 +186,8 @@ def _decode(path) -> list:
 def _video_result(intervals=(), without_face=()) -> VideoResult:
     return VideoResult(
         video="source.mp4", fps=FPS, frame_count=N, duration_s=N / FPS, width=W, height=H, face_found=True,
-        intervals=list(intervals), frames_without_face=[list(r) for r in without_face], threshold={"micro": 0.5, "macro": 0.5},
+        intervals=list(intervals), frames_without_face=[list(r) for r in without_face],
+        thresholds={"micro": 0.5, "macro": 0.5},
     )
 
 
@@ -306,7 +308,7 @@ FER7 = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # FE
 def _why_result(**kw) -> VideoResult:
     """60 s at 30 fps in a folder numbering whose first frame is 100: frame n is at (n - 100) / 30 s."""
     defaults = dict(video="/videos/s15/clip01", fps=30.0, frame_count=1800, duration_s=60.0, width=640, height=480,
-                    face_found=True, threshold={"micro": 0.5, "macro": 0.5}, first_frame=100,
+                    face_found=True, thresholds={"micro": 0.5, "macro": 0.5}, first_frame=100,
                     frame_numbering="the frame folder's own numbers")
     defaults.update(kw)
     return VideoResult(**defaults)

@@ -104,7 +104,8 @@ class FaceTrackReport:
     indices right after a shot cut; ``tracks``: ``[first, last]`` frame indices of each
     confirmed track's face frames (inclusive; a track may skip frames inside that span);
     ``rejected``: candidate faces dropped unconfirmed; ``detector_runs``, ``refits`` (landmark
-    refits from a detection box): for tuning."""
+    refits from a detection box): for tuning; ``most_faces``: the most faces one search for a
+    new track found in a frame (several: the ``face`` setting chose which to follow)."""
 
     frames_seen: int = 0
     no_face: list[int] = field(default_factory=list)
@@ -113,6 +114,7 @@ class FaceTrackReport:
     rejected: int = 0
     detector_runs: int = 0
     refits: int = 0
+    most_faces: int = 0
 
     @property
     def face_frames(self) -> int:
@@ -135,6 +137,7 @@ class FaceTrackReport:
             "rejected": self.rejected,
             "detector_runs": self.detector_runs,
             "refits": self.refits,
+            "most_faces": self.most_faces,
         }
 
     @classmethod
@@ -147,6 +150,7 @@ class FaceTrackReport:
             rejected=data["rejected"],
             detector_runs=data["detector_runs"],
             refits=data["refits"],
+            most_faces=data.get("most_faces", 0),
         )
 
 
@@ -217,7 +221,9 @@ def _rescale(grey: np.ndarray, scale: float) -> np.ndarray:
 class TrackerSettings:
     """What a :class:`FaceTracker` does (see the module docstring for each value's role).
 
-    ``size``: side of the aligned crops; ``cut_threshold``: the shot-cut detector's threshold.
+    ``size``: side of the aligned crops; ``cut_threshold``: the shot-cut detector's threshold;
+    ``face``: which of several faces a new track follows: ``largest``, ``center`` (nearest the
+    frame's centre) or ``N`` (the N-th from the left, 1-based).
     """
 
     size: int = 112
@@ -238,8 +244,11 @@ class TrackerSettings:
     max_rotation: float = 15.0
     max_deformation: float = 0.2
     cut_threshold: float = 0.35
+    face: str = "largest"
 
     def __post_init__(self) -> None:
+        if self.face not in ("largest", "center") and not (self.face.isdigit() and int(self.face) >= 1):
+            raise ValueError(f"face {self.face!r}: choose largest, center or a position N >= 1 from the left")
         if (self.size < 8 or self.detect_every < 1 or self.search_every < 1 or not 0 < self.min_face <= 1
                 or self.max_upscale < 1):
             raise ValueError("need size >= 8, detect_every >= 1, search_every >= 1, 0 < min_face <= 1, max_upscale >= 1")
@@ -282,7 +291,9 @@ class FaceTracker:
         """Everything that changes the output; use it as (part of) a cache's settings."""
         return {
             "front_end": "dlib-hog+68",
-            **{k: v for k, v in asdict(self.config).items() if k != "cut_threshold"},
+            # ``face`` only when it is not the default: caches made before it existed stay valid
+            **{k: v for k, v in asdict(self.config).items()
+               if k != "cut_threshold" and (k != "face" or v != "largest")},
             "cuts": self.cuts.settings(),
             "predictor": {"file": Path(self.predictor_file).name, "bytes": Path(self.predictor_file).stat().st_size},
         }
@@ -396,8 +407,9 @@ class FaceTracker:
         if force or held.cut or position - self._last_search >= self.config.search_every:
             self._last_search = position
             boxes = self._detect(images, self.config.min_score)
+            self.report.most_faces = max(self.report.most_faces, len(boxes))
             if boxes:
-                box = max(boxes, key=lambda b: b[2] * b[3])
+                box = self._chosen(boxes, images.grey.shape)
                 landmarks = self._fit(images, box)
                 self._track = _Track(landmarks, _calibration(landmarks, box), position, position)
                 held.landmarks, held.box, held.checked = landmarks, box, True
@@ -408,6 +420,17 @@ class FaceTracker:
                     return self._release(1, self._track.id)
                 return []
         return [self._emit(held, None)]
+
+    def _chosen(self, boxes: list[Box], shape: tuple[int, int]) -> Box:
+        """The box of ``boxes`` the ``face`` setting picks (the last from the left when there are
+        fewer than N)."""
+        if self.config.face == "largest":
+            return max(boxes, key=lambda b: b[2] * b[3])
+        if self.config.face == "center":
+            height, width = shape
+            return min(boxes, key=lambda b: math.hypot(b[0] + b[2] / 2 - width / 2, b[1] + b[3] / 2 - height / 2))
+        from_left = sorted(boxes, key=lambda b: b[0] + b[2] / 2)
+        return from_left[min(int(self.config.face), len(from_left)) - 1]
 
     def _end_track(self) -> list[FaceObservation]:
         """Resolve the held frames of the current track and drop it.

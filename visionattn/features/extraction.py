@@ -17,6 +17,7 @@ from ..data.cache import ArrayCache, cache_face_rows
 from ..data.frames import DEFAULT_FPS
 from ..models.fedn.frame_encoder import FrameEncoder
 from ..models.mini_xception import FER_CLASSES, faces_to_input
+from ..utils.console import progress_wanted
 from .motion import feature_names as motion_feature_names
 from .settings import FeatureSettings
 
@@ -157,7 +158,7 @@ def extract_features(
     extractor = FrameFeatureExtractor(settings, device=device)
     from tqdm import tqdm
 
-    bar = tqdm(total=len(todo), desc="frame features", unit="video", disable=not progress)
+    bar = tqdm(total=len(todo), desc="frame features", unit="video", disable=not progress_wanted(progress))
     for vid, (src, native_fps) in todo.items():
         _, report = cache_face_rows(src, cache, vid, settings.face_pipeline(fps), extractor, (extractor.dim,),
                                     extractor.dtype, fps=native_fps or fps, step_fps=fps)

@@ -67,9 +67,9 @@ class LandmarkFrontEnd:
     """
 
     def __init__(self, size: int = 112, detect_every: int = 5, fps: float = 30.0,
-                 motion_interval_s: float = 0.2) -> None:
+                 motion_interval_s: float = 0.2, face: str = "largest") -> None:
         self.size = size
-        self.tracker = FaceTracker(size=size, detect_every=detect_every)
+        self.tracker = FaceTracker(size=size, detect_every=detect_every, face=face)
         self.motion = FacialMotionStream(fps=fps, interval_s=motion_interval_s)
         self._pushed = 0  # the motion stream counts frames, whatever their numbers (folders have gaps)
         self._blank = np.zeros((size, size, 3), np.uint8)

@@ -43,6 +43,7 @@ from ..data.frames import DEFAULT_FPS
 from ..data.identifiers import annotated_frame_numbers, video_id
 from ..models.fedn.frame_encoder import FrameEncoder, frames_to_rgb
 from ..utils import UserError, atomic_path, atomic_write_json
+from ..utils.console import progress_wanted
 from .settings import EncoderPretraining, FeatureSettings
 
 SIDECAR_SUFFIX = ".json"
@@ -205,7 +206,8 @@ def pretrain_frame_encoder(
 
     model.train()
     start = time.perf_counter() - seconds
-    bar = tqdm(total=cfg.steps, initial=step, desc="frame encoder pretraining", unit="step", disable=not progress)
+    bar = tqdm(total=cfg.steps, initial=step, desc="frame encoder pretraining", unit="step",
+               disable=not progress_wanted(progress))
     while step < cfg.steps:
         crops, targets, known = _batch(train, pools, cfg, rng)
         x = model.encoder.preprocess(augment(frames_to_rgb(crops).to(device), cfg.shift, generator))
@@ -252,7 +254,8 @@ def _load_videos(table: pd.DataFrame, subjects: Sequence[str], settings: Feature
     rows = table[table["subject"].isin(list(subjects))]
     groups = list(rows.groupby(["subject", "video"], sort=True))
     videos = []
-    for (subject, video), vrows in tqdm(groups, desc="face crops", unit="video", disable=not progress or not groups):
+    shown = progress_wanted(progress) and bool(groups)
+    for (subject, video), vrows in tqdm(groups, desc="face crops", unit="video", disable=not shown):
         vid = video_id(subject, video)
         crops, _ = cache_face_crops(vrows["source"].iloc[0], crops_cache, vid, settings.face_pipeline(fps),
                                     fps=float(vrows["fps"].iloc[0]) or fps, step_fps=fps)

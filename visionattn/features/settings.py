@@ -88,14 +88,20 @@ class FeatureSettings:
             raise UserError(f"data.features.streams {list(self.streams)}: the haar front end feeds the encoder "
                             f"stream only (motion and appearance need landmarks)")
 
-    def face_pipeline(self, fps: float = DEFAULT_FPS):
-        """A fresh face front end (one per video) for frames at ``fps``."""
+    def face_pipeline(self, fps: float = DEFAULT_FPS, face: str = "largest"):
+        """A fresh face front end (one per video) for frames at ``fps``, following the ``face``
+        chosen among several (``largest``, ``center``, ``N``: the landmark front end only)."""
         if self.front_end == "haar":
+            if face != "largest":
+                raise UserError(f"--face {face}: the haar front end follows the largest face only")
             return FacePipeline(size=self.face_size, margin=self.face_margin, detect_every=self.detect_every)
         from .front_end import LandmarkFrontEnd
 
-        return LandmarkFrontEnd(size=self.face_size, detect_every=self.detect_every, fps=fps,
-                                motion_interval_s=self.motion_interval_s)
+        try:
+            return LandmarkFrontEnd(size=self.face_size, detect_every=self.detect_every, fps=fps,
+                                    motion_interval_s=self.motion_interval_s, face=face)
+        except ValueError as err:
+            raise UserError(f"--face: {err}") from None
 
     def crops_key(self, fps: float = DEFAULT_FPS) -> dict:
         """Cache key of the face crops alone at ``fps`` (shared by every encoder that reads them)."""

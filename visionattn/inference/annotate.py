@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from ..data.frames import DEFAULT_FPS, iter_frames
 from ..utils import UserError, atomic_path
+from ..utils.console import progress_wanted
 from .result import DetectedInterval, VideoResult
 from .timeline import emotion_bgr
 
@@ -51,7 +52,7 @@ def write_annotated(
         try:
             if not writer.isOpened() or size[0] <= 0 or size[1] <= 0:
                 raise UserError(f"{path}: cannot write an mp4 video here ({size[0]}x{size[1]} at {fps:g} fps)")
-            with tqdm(total=result.frame_count, unit="frame", disable=not progress,
+            with tqdm(total=result.frame_count, unit="frame", disable=not progress_wanted(progress),
                       desc=f"annotate {result.name}") as bar:
                 # iter_frames counts a video file's frames from 0, the result from its first_frame
                 shift = result.first_frame if Path(source).is_file() else 0

@@ -6,24 +6,31 @@
 
 For each video it writes ``<name>.json`` (intervals in frames and seconds, type, emotion,
 score; the method or model and its thresholds, the frame numbering, frames without a face, shot
-cuts), ``<name>.csv`` (rows ``visionattn evaluate`` reads), ``<name>_timeline.png`` (motion
-energy, emotion probabilities, intervals, cuts, frames without a face; with ``--gt``, the
-ground truth beside them), ``<name>_signals.npz`` (those curves) and, with ``--annotate``,
-``<name>_annotated.mp4``. Frame numbers are those of the annotation files: a video file's
-frames count from 1, a frame folder's keep their own numbers. A video whose outputs are
-already there (and newer than the video and the model) is skipped, so a rerun finishes what an
-interrupted one left. A video that cannot be read is reported in one line and the others still
-run; the exit status is then non-zero.
+cuts, the inputs that made it; described by ``detect_result.schema.json``), ``<name>.csv``
+(rows ``visionattn evaluate`` reads), ``<name>_frames.csv`` (one row per model step: face,
+box, motion energy, the method's score, emotion probabilities), ``<name>_timeline.png`` (the
+score the method thresholded with its thresholds, emotion probabilities, intervals, cuts,
+frames without a face; with ``--gt``, the ground truth beside them), ``<name>_signals.npz``
+(those curves) and, with ``--annotate``, ``<name>_annotated.mp4``. Frame numbers are those of
+the annotation files: a video file's frames count from 1, a frame folder's keep their own
+numbers. Outputs made from the same video with the same settings are reused; any change
+recomputes them and says why, from the signals kept in ``<out>/.cache`` when only the
+thresholds changed (:mod:`.rerun`). A video that cannot be read is reported in one line and
+the others still run; the exit status is then non-zero. See docs/detect.md.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from ..utils import UserError, counted
+from ..utils.console import warn
 from ..utils.io import PathLike
+
+# flags a method does not use: method -> {flag: its value when not given}
+UNUSED_FLAGS = {"flow": {"--checkpoint": None, "--window": None, "--overlap": None, "--encoder-checkpoint": None}}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,31 +44,69 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gt", default=None, help="ground-truth CSV (`visionattn annotations` / evaluate layout) "
                                                    "to draw beside the detections")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--device", default="auto", help="auto (cuda where present, else cpu), cpu or cuda[:N]")
     parser.add_argument("--batch-size", type=int, default=64, help="face crops per frame-encoder batch")
     parser.add_argument("--annotate", action="store_true", help="also write <name>_annotated.mp4")
-    parser.add_argument("--threshold", type=float, default=None,
-                        help="score threshold (default: the one chosen on validation subjects in training)")
+    parser.add_argument("--thresholds", "--threshold", dest="thresholds", type=parse_thresholds, default=None,
+                        metavar="T|micro=T,macro=T",
+                        help="score thresholds, one value for every type or per type (fedn default: those chosen on "
+                             "validation subjects in training; flow: one level of motion energy, default 5)")
     parser.add_argument("--window", type=int, default=None, help="temporal window in frames (default: training's)")
     parser.add_argument("--overlap", type=int, default=None, help="frames shared by neighbouring windows")
     parser.add_argument("--encoder-checkpoint", default=None,
                         help="the frame encoder's weights file, if it moved since training")
-    parser.add_argument("--force", action="store_true", help="redo videos whose outputs exist")
+    parser.add_argument("--face", default="largest", metavar="largest|center|N",
+                        help="with several faces in view, follow the largest, the one nearest the centre, or the "
+                             "N-th from the left")
+    parser.add_argument("--force", action="store_true",
+                        help="redo videos whose outputs are up to date, without the cached signals")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def outputs_for(out: Path, video: str) -> dict:
     name = Path(video).stem if Path(video).suffix else Path(video).name
     return {"json": out / f"{name}.json", "csv": out / f"{name}.csv", "timeline": out / f"{name}_timeline.png",
-            "signals": out / f"{name}_signals.npz", "annotated": out / f"{name}_annotated.mp4"}
+            "signals": out / f"{name}_signals.npz", "frames": out / f"{name}_frames.csv",
+            "annotated": out / f"{name}_annotated.mp4"}
 
 
-def _up_to_date(paths: dict, inputs: List[Path], annotate: bool) -> bool:
-    wanted = [paths[k] for k in ("json", "csv", "timeline", "signals")] + ([paths["annotated"]] if annotate else [])
-    if not all(p.is_file() for p in wanted):
-        return False
-    newest_input = max(p.stat().st_mtime for p in inputs if p.exists())
-    return min(p.stat().st_mtime for p in wanted) >= newest_input
+def parse_thresholds(text: str) -> Dict[str, float]:
+    """``--thresholds``: ``0.3`` (every type: key ``*``) or ``micro=0.2,macro=0.3``."""
+    try:
+        if "=" not in text:
+            return {"*": float(text)}
+        pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
+        return {name.strip(): float(value) for name, value in pairs}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give one number or type=number pairs, "
+                                         f"e.g. micro=0.2,macro=0.3") from None
+
+
+def refuse_unused_flags(method: str, given: Dict[str, object]) -> None:
+    """One line naming the first flag ``method`` does not use, among those ``given`` (flag ->
+    value)."""
+    for flag, unset in UNUSED_FLAGS.get(method, {}).items():
+        if given.get(flag, unset) != unset:
+            raise UserError(f"{flag}: --method {method} does not use it")
+
+
+def stale_outputs(paths: dict, inputs: dict, annotate: bool) -> Optional[str]:
+    """Why the outputs in ``paths`` must be made again for ``inputs`` (:func:`.rerun.stale_reason`),
+    or None when they are all there and made from the same inputs."""
+    from .rerun import stale_reason
+    from .result import VideoResult
+
+    wanted = ["json", "csv", "timeline", "signals", "frames"] + (["annotated"] if annotate else [])
+    if not paths["json"].is_file():
+        return "new"
+    missing = [k for k in wanted if not paths[k].is_file()]
+    if missing:
+        return f"{paths[missing[0]].name} missing"
+    try:
+        previous = VideoResult.read_json(paths["json"]).inputs
+    except UserError:
+        return f"{paths['json'].name} unreadable"
+    return stale_reason(previous, inputs)
 
 
 def summary_line(result) -> str:
@@ -77,16 +122,17 @@ def summary_line(result) -> str:
 
 
 def detect(videos: Sequence[str], out: PathLike, checkpoint: Optional[PathLike] = None, method: str = "fedn",
-           device: str = "cpu", batch_size: int = 64, annotate: bool = False, threshold: Optional[float] = None,
-           window: Optional[int] = None, overlap: Optional[int] = None, encoder_checkpoint: Optional[str] = None,
-           gt: Optional[PathLike] = None, force: bool = False, progress: bool = True) -> List[Path]:
+           device: str = "auto", batch_size: int = 64, annotate: bool = False,
+           thresholds: Optional[Dict[str, float]] = None, window: Optional[int] = None,
+           overlap: Optional[int] = None, encoder_checkpoint: Optional[str] = None, gt: Optional[PathLike] = None,
+           force: bool = False, progress: bool = True, face: str = "largest") -> List[Path]:
     """Detect expressions in ``videos`` and write each video's outputs into ``out``; returns the
-    JSON paths. The arguments are the command's flags."""
-    from .annotate import write_annotated
-    from .timeline import draw_timeline
-
+    JSON paths. The arguments are the command's flags (``thresholds``: ``{type: level}``, key
+    ``"*"`` for every type)."""
     if batch_size < 1:
         raise UserError(f"--batch-size {batch_size}: must be >= 1")
+    refuse_unused_flags(method, {"--checkpoint": checkpoint, "--window": window, "--overlap": overlap,
+                                 "--encoder-checkpoint": encoder_checkpoint})
     out = Path(out)
     names = {}
     for video in videos:
@@ -95,46 +141,78 @@ def detect(videos: Sequence[str], out: PathLike, checkpoint: Optional[PathLike] 
             raise UserError(f"{video} and {names[key]} would write the same {key.name}: run them separately")
         names[key] = video
     truths = _read_truths(gt) if gt else None
-    detector, model_file = _detector(method, checkpoint, device, batch_size, threshold, window, overlap,
-                                     encoder_checkpoint)
+    detector = _detector(method, checkpoint, device, batch_size, thresholds, window, overlap, encoder_checkpoint, face)
     out.mkdir(parents=True, exist_ok=True)
     failed, written = [], []
     for video in videos:
         paths = outputs_for(out, video)
-        inputs = [Path(video)] + ([model_file] if model_file else []) + ([Path(gt)] if gt else [])
-        if not force and _up_to_date(paths, inputs, annotate):
-            print(f"{video}: outputs exist, skipped (--force redoes them)")
-            written.append(paths["json"])
-            continue
         try:
-            result, boxes, signals = detector.detect(video, progress=progress)
-            result.write_csv(paths["csv"])
-            signals.save_npz(paths["signals"])
-            draw_timeline(result, paths["timeline"], signals=signals,
-                          truths=_truths_of(truths, video) if truths is not None else None)
-            if annotate:
-                write_annotated(video, result, boxes, paths["annotated"], progress=progress)
-            result.write_json(paths["json"])  # last: its presence marks the video as done
+            note = _detect_one(detector, video, paths, out, truths, gt, annotate, force, progress)
         except UserError as err:
             print(f"visionattn detect: error: {err}", file=sys.stderr)
             failed.append(video)
             continue
-        print(summary_line(result))
+        print(note)
         written.append(paths["json"])
     if failed:
         raise UserError(f"{len(failed)} of {len(videos)} videos failed: {', '.join(failed)}")
     return written
 
 
-def _detector(method: str, checkpoint: Optional[PathLike], device: str, batch_size: int, threshold: Optional[float],
-              window: Optional[int], overlap: Optional[int], encoder_checkpoint: Optional[str]):
-    """The detector for ``method`` and the model file whose changes make outputs stale."""
+def _detect_one(detector, video: str, paths: dict, out: Path, truths, gt: Optional[PathLike], annotate: bool,
+                force: bool, progress: bool) -> str:
+    """Make (or reuse) one video's outputs; returns its console line."""
+    from .annotate import write_annotated
+    from .rerun import ScanCache, video_identity
+    from .timeline import draw_timeline
+    from ..data.cache import settings_key
+
+    if not Path(video).exists():
+        raise UserError(f"{video}: no such file or folder")
+    inputs = {"video": video_identity(video), "settings": detector.settings_key(),
+              "gt": video_identity(gt) if gt else None}
+    reason = "--force" if force else stale_outputs(paths, inputs, annotate)
+    if reason is None:
+        return f"{video}: outputs up to date, skipped (--force redoes them)"
+    cache = ScanCache(out / ".cache")
+    key = settings_key({"video": inputs["video"], **detector.signals_key()})
+    scan = None if force else cache.load(video, key, detector.fps)
+    how = "re-scored from the cached signals" if scan is not None else "computed"
+    if scan is None:
+        scan = detector.scan(video, progress=progress)
+        cache.save(video, key, scan)
+    decision = detector.decide(scan)
+    result = decision.result
+    result.inputs = inputs
+    if result.faces_in_view > 1:
+        warn(f"{video}: {result.faces_in_view} faces in view; following the "
+             f"{_face_words(detector.face)} (--face largest|center|N chooses)")
+    result.write_csv(paths["csv"])
+    decision.signals.save_npz(paths["signals"])
+    decision.signals.write_csv(paths["frames"])
+    draw_timeline(result, paths["timeline"], signals=decision.signals,
+                  truths=_truths_of(truths, video) if truths is not None else None)
+    if annotate:
+        write_annotated(video, result, decision.boxes, paths["annotated"], progress=progress)
+    elif paths["annotated"].is_file():  # an earlier run's, drawn with other intervals
+        paths["annotated"].unlink()
+    result.write_json(paths["json"])  # last: its presence marks the video as done
+    why = "" if reason == "new" else f"; {how}: {reason}"
+    return summary_line(result) + why
+
+
+def _face_words(face: str) -> str:
+    return {"largest": "largest", "center": "one nearest the centre"}.get(face, f"face {face} from the left")
+
+
+def _detector(method: str, checkpoint: Optional[PathLike], device: str, batch_size: int,
+              thresholds: Optional[Dict[str, float]], window: Optional[int], overlap: Optional[int],
+              encoder_checkpoint: Optional[str], face: str = "largest"):
+    """The detector for ``method``."""
     if method == "flow":
-        if checkpoint is not None:
-            raise UserError("--checkpoint: the flow method learns nothing and takes no checkpoint")
         from .detector import FlowDetector
 
-        return FlowDetector(batch_size=batch_size, device=device), None
+        return FlowDetector(batch_size=batch_size, device=device, thresholds=thresholds, face=face)
     if method != "fedn":
         raise UserError(f"--method {method!r}: choose fedn or flow")
     from .bundled import BUNDLED_MODEL, bundled_record
@@ -143,9 +221,9 @@ def _detector(method: str, checkpoint: Optional[PathLike], device: str, batch_si
 
     record = read_record(checkpoint) if checkpoint is not None else bundled_record()
     model_file = Path(checkpoint) if checkpoint is not None else BUNDLED_MODEL
-    detector = ExpressionDetector(record, device=device, batch_size=batch_size, window=window, overlap=overlap,
-                                  threshold=threshold, encoder_checkpoint=encoder_checkpoint, source=str(model_file))
-    return detector, model_file
+    return ExpressionDetector(record, device=device, batch_size=batch_size, window=window, overlap=overlap,
+                              thresholds=thresholds, encoder_checkpoint=encoder_checkpoint, source=str(model_file),
+                              face=face)
 
 
 def _read_truths(path: PathLike):
@@ -166,6 +244,6 @@ def _truths_of(truths, video: str) -> list:
 
 def run(args: argparse.Namespace) -> List[Path]:
     return detect(args.videos, args.out, args.checkpoint, method=args.method, device=args.device,
-                  batch_size=args.batch_size, annotate=args.annotate, threshold=args.threshold, window=args.window,
+                  batch_size=args.batch_size, annotate=args.annotate, thresholds=args.thresholds, window=args.window,
                   overlap=args.overlap, encoder_checkpoint=args.encoder_checkpoint, gt=args.gt, force=args.force,
-                  progress=not args.no_progress)
+                  progress=not args.no_progress, face=args.face)

@@ -9,13 +9,15 @@ face box: a few bytes each) are kept for the whole video.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 import torch
 
+from ..data.annotations import EXPRESSION_TYPES
+from ..data.cache import settings_key
 from ..data.frames import DEFAULT_FPS, VideoInfo, index_ranges, iter_timed_frames, probe, resample
 from ..features.extraction import FrameFeatureExtractor
 from ..features.front_end import face_spans
@@ -24,17 +26,34 @@ from ..utils import UserError
 from ..utils.background import OrderedCalls, prefetched
 from ..models.mini_xception import FER_CLASSES
 from ..spotting.flow import FlowSpotResult, FlowSpotterSettings, emotion_probabilities, spot_flow_rows
+from .bundled import weights_digest
 from .record import DetectorRecord
 from .result import DetectedInterval, VideoResult
 from .signals import TimelineSignals
-from ..spotting.stitching import WindowStitcher
+from ..spotting.stitching import StepDetection, WindowStitcher, select
+from ..utils.console import progress_wanted
 
 D = TypeVar("D")
 FLOW_COLUMNS = ("face", "motion_valid", "motion", "appearance_logits")  # what the flow spotter reads
 
 
+@dataclass
+class Decision:
+    """What a detector decided on one video's signals: the result, the face box per source frame
+    ``(N, 4)`` float32 (NaN where none), the per-step curves, and the scan they came from."""
+
+    result: VideoResult
+    boxes: np.ndarray
+    signals: TimelineSignals
+    scan: "VideoScan"
+
+
 class ExpressionDetector:
     """Runs a trained FEDN on videos.
+
+    Detection is two steps: :meth:`scan` (the expensive pass: tracking, features, the temporal
+    model, every scored candidate) and :meth:`decide` (thresholds, in milliseconds), so that a
+    scan kept on disk can be decided again with other ``thresholds``.
 
     Args:
         record: the trained detector (:func:`visionattn.inference.record.read_record`).
@@ -42,25 +61,29 @@ class ExpressionDetector:
         batch_size: face crops per frame-encoder batch.
         window, overlap: temporal windows in model steps (default: the training window, a
             quarter of it overlapping).
-        threshold: one score threshold for every type (default: the per-type thresholds chosen on
-            validation subjects in training).
+        thresholds: score threshold per type name, those given replacing the record's (the
+            per-type thresholds chosen on validation subjects in training).
         encoder_checkpoint: the frame encoder's weights, if they moved since training.
         source: where the record came from (a path), for the result's JSON.
+        face: which face to follow when several are in view (``largest``, ``center`` or a
+            1-based position from the left).
     """
 
+    method = "fedn"
+    score_name = "FEDN interval score"
+
     def __init__(self, record: DetectorRecord, device: str = "cpu", batch_size: int = 64,
-                 window: Optional[int] = None, overlap: Optional[int] = None, threshold: Optional[float] = None,
-                 encoder_checkpoint: Optional[str] = None, source: str = ""):
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise UserError(f"--device {device}: CUDA is not available on this machine")
-        self.record, self.device, self.batch_size, self.source = record, device, batch_size, source
+                 window: Optional[int] = None, overlap: Optional[int] = None,
+                 thresholds: Optional[Mapping[str, float]] = None, encoder_checkpoint: Optional[str] = None,
+                 source: str = "", face: str = "largest"):
+        device = resolve_device(device)
+        self.record, self.device, self.batch_size, self.source, self.face = record, device, batch_size, source, face
         self.fps = record.fps
         self.window = window or record.window
         self.overlap = overlap if overlap is not None else self.window // 4
         if not 0 <= self.overlap < self.window:
             raise UserError(f"overlap {self.overlap} must be in [0, window={self.window})")
-        names = record.type_names
-        self.thresholds = record.threshold_tuple() if threshold is None else (float(threshold),) * len(names)
+        self.thresholds = per_type_thresholds(record.thresholds, thresholds)
         settings = record.features
         if encoder_checkpoint is not None:
             settings = replace(settings, checkpoint_path=encoder_checkpoint)
@@ -68,58 +91,159 @@ class ExpressionDetector:
         self.extractor = FrameFeatureExtractor(settings, device=device, batch_size=batch_size)
         self.model = record.build_model(device)
 
+    def signals_key(self) -> dict:
+        """Everything besides the video that shapes :meth:`scan`'s output (a cache key): the
+        method, digests of the model and of the feature settings, the rate, face, windows."""
+        model = {"config": asdict(self.record.model), "weights_sha256": weights_digest(self.record.state_dict)}
+        return {"method": self.method, "model": settings_key(model),
+                "features": settings_key(self.settings.key_settings()), "fps": self.fps, "face": self.face,
+                "window": self.window, "overlap": self.overlap}
+
+    def settings_key(self) -> dict:
+        """Everything besides the video that shapes the result: :meth:`signals_key` and the thresholds."""
+        return {**self.signals_key(), "thresholds": self.thresholds}
+
     def predict_window(self, features: torch.Tensor) -> dict:
         """FEDN detections (one :meth:`FEDN.predict` dict) for one window of features ``(T, D)``."""
         return self.model.predict(features[None].to(self.device))[0]
 
-    def detect(self, source: str, progress: bool = True) -> Tuple[VideoResult, np.ndarray, TimelineSignals]:
-        """Detections in ``source`` (a video file or an image folder), the face box per source
-        frame ``(N, 4)`` float32 ``(x, y, w, h)`` (NaN where the frame was not used), and the
-        per-step curves behind them (the motion energy the flow spotter would threshold, and the
-        appearance network's emotion probabilities, when the features have those streams)."""
-        stitcher = WindowStitcher(self.predict_window, self.window, self.overlap, min_score=self.thresholds)
+    def scan(self, source: str, progress: bool = True) -> "VideoScan":
+        """The expensive pass over ``source`` (a video file or an image folder): the scan, with
+        every scored candidate in its ``candidates``, before any threshold."""
+        stitcher = WindowStitcher(self.predict_window, self.window, self.overlap)
         keep = [c for c in FLOW_COLUMNS if c in self.extractor.layout]
         scan = scan_video(source, self.settings, self.fps, self.extractor, self.batch_size, stitcher.push, progress,
-                          keep=keep)
-        found = scan.face_found
-        detections = stitcher.finish() if found and scan.steps else []
+                          keep=keep, face=self.face)
+        if scan.face_found and scan.steps:
+            stitcher.finish()
+            scan.candidates = stitcher.candidates
+        return scan
+
+    def decide(self, scan: "VideoScan") -> Decision:
+        """The detections of a :meth:`scan` at this detector's thresholds, and the curves behind
+        them: each type's score (the best candidate over each step, what the thresholds cut),
+        the motion energy and the appearance network's emotion probabilities, when the features
+        have those streams."""
+        names_t, names_e = self.model.config.type_names, self.model.config.emotion_names
+        detections = select(scan.candidates, [self.thresholds[t] for t in names_t])
         if self.settings.front_end == "landmarks":
             detections = within_face_spans(detections, scan.face_spans())
-        names_t, names_e = self.model.config.type_names, self.model.config.emotion_names
         found_intervals = [(d.onset, d.offset, names_t[d.type], names_e[d.emotion], d.score) for d in detections]
         # the record's provenance, less the recipe's YAML text (it is in the record itself)
         model = {"name": "FEDN", "source": self.source,
                  **{k: v for k, v in self.record.info.items() if k != "recipe"}}
-        result = scan.result(found_intervals, {k: round(v, 4) for k, v in zip(names_t, self.thresholds)},
-                             method="fedn", model=model)
-        energy = spot_flow_on(scan) if set(keep) == set(FLOW_COLUMNS) else None
-        return result, scan.source_boxes(), scan.signals(energy)
+        result = scan.result(found_intervals, {k: round(v, 4) for k, v in self.thresholds.items()},
+                             method=self.method, model=model, score_name=self.score_name)
+        flow = spot_flow_on(scan) if set(scan.columns) == set(FLOW_COLUMNS) else None
+        scores = best_scores(scan.candidates, scan.steps, len(names_t))
+        signals = scan.signals(scores, names_t, self.thresholds, self.score_name, flow)
+        return Decision(result, scan.source_boxes(), signals, scan)
+
+    def detect(self, source: str, progress: bool = True) -> Tuple[VideoResult, np.ndarray, TimelineSignals]:
+        """:meth:`scan` then :meth:`decide`: the result, the face box per source frame ``(N, 4)``
+        float32 ``(x, y, w, h)`` (NaN where the frame was not used), and the per-step curves."""
+        decision = self.decide(self.scan(source, progress))
+        return decision.result, decision.boxes, decision.signals
 
 
 class FlowDetector:
-    """The training-free spotter (:mod:`.flow_spotter`) on the default real-face features: the
-    landmark front end, the motion stream, and the appearance network for the emotions. Videos
-    are resampled to ``fps`` (the spotter's settings are in seconds, so any rate works)."""
+    """The training-free spotter (:mod:`visionattn.spotting.flow`) on the default real-face
+    features: the landmark front end, the motion stream, and the appearance network for the
+    emotions. Videos are resampled to ``fps`` (the spotter's settings are in seconds, so any
+    rate works). Its one threshold is the apex level of the motion energy (``peak_k``, in noise
+    units), the same for both types (the type follows from the duration); ``thresholds`` may
+    give it per type only with one value."""
+
+    method = "flow"
+    score_name = "motion energy (noise units)"
 
     def __init__(self, settings: Optional[FlowSpotterSettings] = None, fps: float = DEFAULT_FPS,
-                 batch_size: int = 64, device: str = "cpu"):
+                 batch_size: int = 64, device: str = "cpu", thresholds: Optional[Mapping[str, float]] = None,
+                 face: str = "largest"):
         self.spotter = settings or FlowSpotterSettings()
+        if thresholds:
+            levels = set(thresholds.values())
+            if len(levels) > 1:
+                raise UserError(f"--thresholds {format_thresholds(thresholds)}: the flow method has one threshold, "
+                                f"on the motion energy, for every type; give one value")
+            self.spotter = replace(self.spotter, peak_k=float(levels.pop()))
         self.spotter.validate()
-        self.fps, self.batch_size = fps, batch_size
+        self.fps, self.batch_size, self.face = fps, batch_size, face
         self.features = FeatureSettings(front_end="landmarks", streams=("motion", "appearance"))
-        self.extractor = FrameFeatureExtractor(self.features, device=device, batch_size=batch_size)
+        self.extractor = FrameFeatureExtractor(self.features, device=resolve_device(device), batch_size=batch_size)
 
-    def detect(self, source: str, progress: bool = True) -> Tuple[VideoResult, np.ndarray, TimelineSignals]:
-        """As :meth:`ExpressionDetector.detect`."""
-        scan = scan_video(source, self.features, self.fps, self.extractor, self.batch_size, lambda rows: None,
-                          progress, keep=FLOW_COLUMNS)
+    @property
+    def thresholds(self) -> Dict[str, float]:
+        return {t: float(self.spotter.peak_k) for t in EXPRESSION_TYPES}
+
+    def signals_key(self) -> dict:
+        """As :meth:`ExpressionDetector.signals_key`."""
+        return {"method": self.method, "features": settings_key(self.features.key_settings()), "fps": self.fps,
+                "face": self.face}
+
+    def settings_key(self) -> dict:
+        """As :meth:`ExpressionDetector.settings_key`, with a digest of the spotter's other settings."""
+        others = {k: v for k, v in asdict(self.spotter).items() if k != "peak_k"}
+        return {**self.signals_key(), "spotter": settings_key(others), "thresholds": self.thresholds}
+
+    def scan(self, source: str, progress: bool = True) -> "VideoScan":
+        """As :meth:`ExpressionDetector.scan` (the spotter itself is cheap: it runs in :meth:`decide`)."""
+        return scan_video(source, self.features, self.fps, self.extractor, self.batch_size, lambda rows: None,
+                          progress, keep=FLOW_COLUMNS, face=self.face)
+
+    def decide(self, scan: "VideoScan") -> Decision:
+        """As :meth:`ExpressionDetector.decide`."""
         found = spot_flow_on(scan, self.spotter)
         intervals = [i.as_tuple() for i in found.intervals] if scan.face_found else []
         model = {"name": "optical-flow spotter (training-free)", "settings": found.settings,
                  "features": {"front_end": self.features.front_end, "motion_interval_s": self.features.motion_interval_s}}
-        result = scan.result(intervals, {"motion energy (noise units)": round(found.threshold, 4)}, method="flow",
-                             model=model)
-        return result, scan.source_boxes(), scan.signals(found)
+        result = scan.result(intervals, {k: round(v, 4) for k, v in self.thresholds.items()}, method=self.method,
+                             model=model, score_name=self.score_name)
+        energy = np.where(found.usable, found.energy, np.nan)
+        signals = scan.signals(energy, (), float(found.threshold), self.score_name, found)
+        return Decision(result, scan.source_boxes(), signals, scan)
+
+    def detect(self, source: str, progress: bool = True) -> Tuple[VideoResult, np.ndarray, TimelineSignals]:
+        """As :meth:`ExpressionDetector.detect`."""
+        decision = self.decide(self.scan(source, progress))
+        return decision.result, decision.boxes, decision.signals
+
+
+def resolve_device(device: str) -> str:
+    """``auto``: ``cuda`` where CUDA is available, else ``cpu``; ``cuda[:N]`` is refused in one
+    line where it is not."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: CUDA is not available on this machine")
+    return device
+
+
+def per_type_thresholds(defaults: Mapping[str, float], given: Optional[Mapping[str, float]]) -> Dict[str, float]:
+    """``defaults`` (one threshold per type name) with those ``given`` replacing them; a key
+    ``"*"`` in ``given`` stands for every type."""
+    given = dict(given or {})
+    every = given.pop("*", None)
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise UserError(f"--thresholds: unknown type {unknown[0]!r}; the types are {', '.join(defaults)}")
+    return {t: float(given.get(t, every if every is not None else v)) for t, v in defaults.items()}
+
+
+def format_thresholds(thresholds: Mapping[str, float]) -> str:
+    """``micro=0.2,macro=0.3``: the form ``--thresholds`` takes."""
+    return ",".join(f"{k}={v:g}" for k, v in thresholds.items())
+
+
+def best_scores(candidates: Sequence[StepDetection], steps: int, types: int) -> np.ndarray:
+    """``(steps, types)`` the highest score of a candidate of each type covering each step (0
+    where none does): a step is inside a detection of a type only where its curve reaches that
+    type's threshold."""
+    scores = np.zeros((steps, types), np.float64)
+    for d in candidates:
+        block = scores[d.onset:d.offset + 1, d.type]
+        np.maximum(block, d.score, out=block)
+    return scores
 
 
 def spot_flow_on(scan: "VideoScan", settings: Optional[FlowSpotterSettings] = None) -> FlowSpotResult:
@@ -159,6 +283,8 @@ class VideoScan:
     cut_steps: List[int] = field(default_factory=list)
     face_found: bool = False
     columns: Dict[str, List[np.ndarray]] = field(default_factory=dict)
+    candidates: List[StepDetection] = field(default_factory=list)  # FEDN's, before any threshold
+    faces_in_view: int = 0  # the most faces the tracker's searches saw in one frame
 
     @property
     def steps(self) -> int:
@@ -187,14 +313,47 @@ class VideoScan:
             return None
         return emotion_probabilities(self.column("appearance_logits").reshape(self.steps, -1), self.present)
 
-    def signals(self, flow: Optional[FlowSpotResult] = None) -> TimelineSignals:
-        """The curves for the timeline: the motion energy (and the flow spotter's level), the
-        appearance probabilities."""
+    def signals(self, scores: np.ndarray, score_names: Sequence[str], thresholds: Union[float, Mapping[str, float]],
+                score_label: str, flow: Optional[FlowSpotResult] = None) -> TimelineSignals:
+        """The curves for the timeline and the per-frame table: ``scores`` ``(T,)`` or ``(T, K)``
+        (what the method thresholds, one column per name in ``score_names``) and its
+        ``thresholds`` (one level, or one per name), the flow spotter's motion energy, the
+        appearance probabilities, face presence and boxes."""
         energy = None if flow is None else np.where(flow.usable, flow.energy, np.nan)
+        boxes = np.array([b if b is not None else (np.nan,) * 4 for b in self.boxes], np.float64).reshape(-1, 4)
         return TimelineSignals(
-            times_s=np.asarray(self.steps_time, float), score=energy, score_label="motion energy (noise units)",
-            score_threshold=None if flow is None else float(flow.threshold), emotion_probs=self.emotion_probs(),
-            emotion_names=FER_CLASSES, frames=np.array([self.number(i) for i in self.steps_source], np.int64))
+            times_s=np.asarray(self.steps_time, float), score=scores, score_names=tuple(score_names),
+            score_label=score_label, score_threshold=thresholds if isinstance(thresholds, float) else dict(thresholds),
+            emotion_probs=self.emotion_probs(),
+            emotion_names=FER_CLASSES, frames=np.array([self.number(i) for i in self.steps_source], np.int64),
+            motion_energy=energy, face_present=np.asarray(self.present, bool), face_boxes=boxes)
+
+    def to_arrays(self) -> Dict[str, np.ndarray]:
+        """Plain arrays for a cache (:meth:`from_arrays` reads them back, with the probe's info)."""
+        arrays = {"decoded": np.array(self.decoded), "steps_source": np.asarray(self.steps_source, np.int64),
+                  "steps_time": np.asarray(self.steps_time, np.float64),
+                  "boxes": np.array([b if b is not None else (np.nan,) * 4 for b in self.boxes],
+                                    np.float64).reshape(-1, 4),
+                  "present": np.asarray(self.present, bool), "cut_steps": np.asarray(self.cut_steps, np.int64),
+                  "face_found": np.array(self.face_found), "faces_in_view": np.array(self.faces_in_view),
+                  "candidates": np.array([(d.onset, d.offset, d.type, d.emotion, d.score, d.window)
+                                          for d in self.candidates], np.float64).reshape(-1, 6),
+                  "column_names": np.array(list(self.columns), dtype=str)}
+        for name in self.columns:
+            arrays[f"column_{name}"] = self.column(name)
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, info: VideoInfo, fps: float, arrays: Mapping[str, np.ndarray]) -> "VideoScan":
+        """Inverse of :meth:`to_arrays`."""
+        boxes = [None if np.isnan(b).any() else tuple(float(v) for v in b) for b in arrays["boxes"]]
+        candidates = [StepDetection(int(on), int(off), int(t), int(e), float(sc), int(w))
+                      for on, off, t, e, sc, w in arrays["candidates"]]
+        return cls(info, fps, decoded=int(arrays["decoded"]), steps_source=arrays["steps_source"].tolist(),
+                   steps_time=arrays["steps_time"].tolist(), boxes=boxes, present=arrays["present"].tolist(),
+                   cut_steps=arrays["cut_steps"].tolist(), face_found=bool(arrays["face_found"]),
+                   columns={str(n): [arrays[f"column_{n}"]] for n in arrays["column_names"]},
+                   candidates=candidates, faces_in_view=int(arrays["faces_in_view"]))
 
     def number(self, index: int) -> int:
         """The annotation-style number of a source frame index: a video file's frames count from
@@ -206,8 +365,8 @@ class VideoScan:
         return ("1-based frame numbers of the video file" if self.info.frame_numbers is None
                 else "the frame folder's own image numbers")
 
-    def result(self, intervals: Sequence[Tuple[int, int, str, str, float]], threshold: Dict[str, float],
-               method: str = "fedn", model: Optional[dict] = None) -> VideoResult:
+    def result(self, intervals: Sequence[Tuple[int, int, str, str, float]], thresholds: Dict[str, float],
+               method: str = "fedn", model: Optional[dict] = None, score_name: str = "") -> VideoResult:
         """The video's result for ``intervals`` in steps ``(onset, offset, type, emotion, score)``."""
         detected = [DetectedInterval(self.number(self.steps_source[on]), self.number(self.steps_source[off]),
                                      round(self.steps_time[on], 4), round(self.steps_time[off], 4), kind, emotion,
@@ -218,7 +377,8 @@ class VideoScan:
         return VideoResult(
             video=str(self.info.path), fps=self.info.fps, frame_count=self.decoded, duration_s=round(duration, 4),
             width=self.info.width, height=self.info.height, face_found=self.face_found, intervals=detected,
-            frames_without_face=index_ranges(missing), threshold=threshold, model_fps=self.fps,
+            frames_without_face=index_ranges(missing), thresholds=thresholds, score_name=score_name,
+            faces_in_view=self.faces_in_view, model_fps=self.fps,
             method=method, model=model or {}, frame_numbering=self.frame_numbering,
             first_frame=self.number(self.info.frame_numbers[0] if self.info.frame_numbers else 0),
             shot_cuts=[self.number(self.steps_source[s]) for s in self.cut_steps],
@@ -240,17 +400,18 @@ class VideoScan:
 
 def scan_video(source: str, settings: FeatureSettings, fps: float, extractor: FrameFeatureExtractor,
                batch_size: int, consume: Callable[[np.ndarray], None], progress: bool = True,
-               keep: Sequence[str] = ()) -> VideoScan:
-    """One streaming pass: frames resampled to ``fps``, the face front end of ``settings``,
-    feature rows in batches of ``batch_size`` handed to ``consume``; the columns named in
-    ``keep`` (from ``extractor.layout``) are kept for the whole video."""
+               keep: Sequence[str] = (), face: str = "largest") -> VideoScan:
+    """One streaming pass: frames resampled to ``fps``, the face front end of ``settings``
+    (following the ``face`` chosen among several), feature rows in batches of ``batch_size``
+    handed to ``consume``; the columns named in ``keep`` (from ``extractor.layout``) are kept
+    for the whole video."""
     info = probe(source, fps=fps)
     scan = VideoScan(info, fps, columns={name: [] for name in keep})
-    pipeline = settings.face_pipeline(fps)
+    pipeline = settings.face_pipeline(fps, face=face)
     from tqdm import tqdm
 
-    bar = tqdm(total=info.frame_count, unit="frame", desc=Path(source).name, disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(total=info.frame_count, unit="frame", desc=Path(source).name,
+               disable=not progress_wanted(progress), dynamic_ncols=True)
 
     def timed() -> Iterator[Tuple[int, float, np.ndarray]]:
         for position, (index, seconds, image) in enumerate(iter_timed_frames(source, fps=fps)):
@@ -290,6 +451,7 @@ def scan_video(source: str, settings: FeatureSettings, fps: float, extractor: Fr
     finally:
         bar.close()
     scan.face_found = bool(pipeline.report.face_found)
+    scan.faces_in_view = int(getattr(pipeline.report, "most_faces", 0))
     return scan
 
 

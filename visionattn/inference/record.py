@@ -61,10 +61,6 @@ class DetectorRecord:
     def emotion_names(self) -> Tuple[str, ...]:
         return tuple(self.model.emotion_names)
 
-    def threshold_tuple(self) -> Tuple[float, ...]:
-        """Thresholds in ``type_names`` order."""
-        return tuple(float(self.thresholds[t]) for t in self.type_names)
-
     def build_model(self, device: str = "cpu") -> FEDN:
         """The FEDN network with the recorded weights, in eval mode."""
         model = FEDN(self.model)
@@ -95,7 +91,7 @@ class DetectorRecord:
             raise UserError(f"{where}: detector record version {data['version']} is not {RECORD_VERSION}, the one "
                             f"this visionattn reads; use the visionattn release that wrote it, or retrain")
         try:
-            model = FEDNConfig(**data["model"])
+            model = FEDNConfig.from_dict(data["model"])
             features = FeatureSettings.from_dict(data["features"])
             record = cls(model=model, features=features, thresholds=dict(data["thresholds"]),
                          window=int(data["window"]), fps=float(data["fps"]), state_dict=data["state_dict"],

@@ -6,11 +6,18 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List
 
+from .. import __version__
 from ..evaluation import Interval, write_intervals_csv
 from ..utils import UserError, atomic_write_json
 
 # What results written before ``frame_numbering`` existed used.
 LEGACY_FRAME_NUMBERING = "0-based frame indices of the video file"
+SCHEMA_VERSION = 1
+"""Version of the JSON layout, described by :data:`SCHEMA_FILE` (results written before it
+existed have no ``schema_version``)."""
+SCHEMA_FILE = Path(__file__).with_name("detect_result.schema.json")
+RENAMED_KEYS = {"threshold": "thresholds"}
+"""JSON keys renamed since results were first written: old name -> new name."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +50,11 @@ class VideoResult:
     False when the whole video had none; the intervals are then empty. ``shot_cuts``: frames
     where a new shot starts. ``method``: what detected (``"fedn"``, ``"flow"``); ``model``: which
     model or settings (``name``, ``source`` such as a checkpoint path, ``description``);
-    ``threshold``: the level each type's score had to reach.
+    ``thresholds``: the level each type's score had to reach; ``score_name``: what that score
+    is (FEDN's interval score, the flow spotter's motion energy). ``faces_in_view``: the most
+    faces seen in one frame (more than one: ``inputs['settings']['face']`` chose).
+    ``inputs``: what made the result (the video's identity, every setting), compared on a
+    rerun. ``schema_version``, ``visionattn_version``: the layout and the package that wrote it.
     """
 
     video: str
@@ -55,13 +66,18 @@ class VideoResult:
     face_found: bool
     intervals: List[DetectedInterval] = field(default_factory=list)
     frames_without_face: List[List[int]] = field(default_factory=list)
-    threshold: Dict[str, float] = field(default_factory=dict)  # score threshold per type
+    thresholds: Dict[str, float] = field(default_factory=dict)  # score threshold per type
+    score_name: str = ""
+    faces_in_view: int = 0
     model_fps: float = 30.0
     method: str = "fedn"
     model: Dict[str, Any] = field(default_factory=dict)
     shot_cuts: List[int] = field(default_factory=list)
     frame_numbering: str = LEGACY_FRAME_NUMBERING
     first_frame: int = 0
+    inputs: Dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+    visionattn_version: str = __version__
 
     @property
     def name(self) -> str:
@@ -75,6 +91,10 @@ class VideoResult:
         """Inverse of :meth:`to_dict`; keys added since a result was written take their defaults,
         unknown keys are ignored. Raises ``UserError`` naming ``where`` and the key at fault."""
         known = {f.name for f in fields(cls)}
+        data = {RENAMED_KEYS.get(k, k): v for k, v in data.items()}
+        # written before the layout had a version: not this version's
+        data.setdefault("schema_version", 0)
+        data.setdefault("visionattn_version", "")
         kwargs = {k: v for k, v in data.items() if k in known}
         try:
             kwargs["intervals"] = [DetectedInterval(**i) for i in kwargs.get("intervals", [])]

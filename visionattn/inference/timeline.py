@@ -50,6 +50,7 @@ UNKNOWN_COLOR = "#7F7F7F"
 NO_FACE_COLOR = "#D9D9D9"
 SCORE_COLOR = "#333333"
 THRESHOLD_COLOR = "#E69F00"  # Okabe-Ito orange: no emotion uses it
+SCORE_COLORS = (THRESHOLD_COLOR, "#56B4E9")  # second and third score curves (e.g. macro after micro)
 CUT_COLOR = "#000000"
 
 FIGSIZE_IN = (12.0, 3.2)
@@ -242,12 +243,18 @@ def _frame_time(result: VideoResult, frame: float, per_frame: float) -> float:
 
 
 def _draw_score(ax, signals: TimelineSignals) -> None:
+    """Each score curve, and each threshold as a dashed line (in its curve's colour when they
+    share a name, e.g. a type)."""
     # wrapped: the legend's column and the panel's height hold about 16 characters at this size
     label = textwrap.fill(signals.score_label, 16)
-    ax.plot(signals.times_s, signals.score, color=SCORE_COLOR, linewidth=1.0, zorder=3, label=label)
+    curves = signals.score_columns()
+    colors = dict(zip(curves, [SCORE_COLOR] + list(SCORE_COLORS)))
+    for name, curve in curves.items():
+        ax.plot(signals.times_s, curve, color=colors[name], linewidth=1.0, zorder=3,
+                label=label if len(curves) == 1 else name)
     for (name, level), dashes in zip(signals.thresholds().items(), ("--", "-.", ":", (0, (6, 2, 1, 2)))):
-        ax.axhline(level, color=THRESHOLD_COLOR, linestyle=dashes, linewidth=1.3, zorder=4,
-                   label=f"{name} {level:.3g}")
+        ax.axhline(level, color=colors.get(name, THRESHOLD_COLOR), linestyle=dashes, linewidth=1.3, zorder=4,
+                   label=f"{name} threshold {level:.3g}" if name in colors else f"{name} {level:.3g}")
     ax.set_ylim(*score_limits(signals))
     ax.set_ylabel(label, fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
@@ -366,7 +373,7 @@ def _title(result: VideoResult) -> str:
     method = f"{result.method} ({model})" if model else result.method
     return (f"{name}  |  {format_clock(duration)} ({duration:.1f} s)  |  "
             f"{counts.get('macro', 0)} macro, {counts.get('micro', 0)} micro  |  {method}  |  "
-            "thresholds " + ", ".join(f"{k} {v:.2f}" for k, v in result.threshold.items()))
+            "thresholds " + ", ".join(f"{k} {v:.2f}" for k, v in result.thresholds.items()))
 
 
 def _count_types(intervals: Sequence) -> Dict[str, int]:

@@ -8,6 +8,9 @@ so an expression that straddles a border is reported once, whole, by the window 
 of its ends; ``overlap`` should exceed the longest expression (macro ones last a few seconds).
 A final merge removes the rare pair of same-type detections from different windows that still
 overlap (IoU above ``merge_iou``); within a window the model's own NMS has already decided.
+
+The stitcher keeps every scored candidate (``candidates``) before any threshold, so that
+:func:`select` can apply other ``thresholds`` later without running the model again.
 """
 from __future__ import annotations
 
@@ -46,21 +49,27 @@ class WindowStitcher:
     """Feed per-step features with :meth:`push`, call :meth:`finish`, read the detections.
 
     Memory holds at most ``window`` feature rows, whatever the sequence length.
+
+    Args:
+        predict: the temporal model on one window.
+        window, overlap: window length and the steps neighbouring windows share.
+        thresholds: the score a detection must reach: one value for every type, or one per
+            type index.
+        merge_iou: same-type detections of different windows overlapping more are merged.
     """
 
     def __init__(self, predict: Predict, window: int, overlap: int,
-                 min_score: Union[float, Sequence[float]] = 0.0, merge_iou: float = 0.5):
+                 thresholds: Union[float, Sequence[float]] = 0.0, merge_iou: float = 0.5):
         if window < 2 or not 0 <= overlap < window:
             raise ValueError(f"need window >= 2 and 0 <= overlap < window, got {window}, {overlap}")
         self.predict, self.window, self.overlap = predict, window, overlap
-        # one floor for every type, or one per type index: detections below it are dropped
-        self.min_score = tuple(min_score) if isinstance(min_score, (tuple, list)) else float(min_score)
+        self.thresholds = thresholds
         self.merge_iou = merge_iou
         self._rows: List[np.ndarray] = []
         self._buffered = 0
         self._start = 0          # step index of the first buffered row
         self._core_from = 0      # steps before this belong to an earlier window's core
-        self.detections: List[StepDetection] = []
+        self.candidates: List[StepDetection] = []  # every detection in its window's core, any score
         self.windows_run = 0
 
     def push(self, features: np.ndarray) -> None:
@@ -71,10 +80,11 @@ class WindowStitcher:
             self._run(final=False)
 
     def finish(self) -> List[StepDetection]:
-        """Run the last (possibly shorter) window and return the merged detections by score."""
+        """Run the last (possibly shorter) window and return the merged detections at or above
+        their thresholds, by score (every candidate stays in ``candidates``)."""
         if self._buffered > 0 and self._start + self._buffered > self._core_from:
             self._run(final=True)
-        return self._merged()
+        return select(self.candidates, self.thresholds, self.merge_iou)
 
     def _run(self, final: bool) -> None:
         block = np.concatenate(self._rows) if len(self._rows) > 1 else self._rows[0]
@@ -84,9 +94,8 @@ class WindowStitcher:
         for on, off, t, e, s in zip(pred["onset"].tolist(), pred["offset"].tolist(), pred["type"].tolist(),
                                     pred["emotion"].tolist(), pred["score"].tolist()):
             centre = self._start + (on + off) / 2
-            floor = self.min_score[t] if isinstance(self.min_score, tuple) else self.min_score
-            if s >= floor and self._core_from <= centre < core_to:
-                self.detections.append(
+            if self._core_from <= centre < core_to:
+                self.candidates.append(
                     StepDetection(self._start + on, self._start + off, t, e, float(s), self.windows_run))
         self._core_from = core_to
         self.windows_run += 1
@@ -96,10 +105,21 @@ class WindowStitcher:
         self._rows = [rest] if len(rest) else []
         self._buffered = len(rest)
 
-    def _merged(self) -> List[StepDetection]:
-        kept: List[StepDetection] = []
-        for d in sorted(self.detections, key=lambda d: -d.score):
-            if not any(k.type == d.type and k.window != d.window and iou(k, d) > self.merge_iou for k in kept):
-                kept.append(d)
-        return kept
 
+def select(candidates: Sequence[StepDetection], thresholds: Union[float, Sequence[float]] = 0.0,
+           merge_iou: float = 0.5) -> List[StepDetection]:
+    """The candidates at or above their type's threshold, by score, less the lower of any two
+    same-type detections from different windows that overlap by IoU above ``merge_iou``.
+
+    Args:
+        candidates: a :class:`WindowStitcher`'s ``candidates``.
+        thresholds: one value for every type, or one per type index.
+    """
+    per_type = isinstance(thresholds, (tuple, list))
+    kept: List[StepDetection] = []
+    for d in sorted(candidates, key=lambda d: -d.score):
+        if d.score < (thresholds[d.type] if per_type else thresholds):
+            continue
+        if not any(k.type == d.type and k.window != d.window and iou(k, d) > merge_iou for k in kept):
+            kept.append(d)
+    return kept

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks.progress import ProgressBar as BaseProgressBar
 from lightning.pytorch.cli import LightningCLI
 
-from ..utils.console import quiet_library_chatter
+from ..utils.console import progress_wanted, quiet_library_chatter
 
 CHECKPOINT_MONITOR = "val/f1"
 
@@ -60,8 +61,13 @@ class FEDNCLI(LightningCLI):
             return None
         config = self._get(self.config_init, "trainer", default={})
         root = Path(config.get("default_root_dir") or "outputs/fedn")
+        given = config.get("callbacks") or []
+        given = given if isinstance(given, list) else [given]
+        if not progress_wanted() and not any(isinstance(c, BaseProgressBar) for c in given):
+            kwargs["enable_progress_bar"] = False  # a log file gets no bar (Lightning would add its own)
+        bar = config.get("enable_progress_bar") is not False and kwargs.get("enable_progress_bar") is not False
         if self.fixed_layout or not config.get("callbacks"):
-            kwargs.setdefault("callbacks", default_callbacks(root, config.get("enable_progress_bar") is not False))
+            kwargs.setdefault("callbacks", default_callbacks(root, bar))
         if config.get("logger") is not False and (self.fixed_layout or config.get("logger") in (None, True)):
             kwargs.setdefault("logger", default_loggers(root))
         return super().instantiate_trainer(**kwargs)

@@ -93,7 +93,7 @@ class SpottingModule(L.LightningModule):
         self.ema: Optional[AveragedModel] = None
         self.lr, self.weight_decay, self.warmup_epochs = lr, weight_decay, warmup_epochs
         self.predictions_dir = predictions_dir
-        self.register_buffer("threshold", torch.full((len(fedn.type_names),), DEFAULT_THRESHOLD))
+        self.register_buffer("thresholds", torch.full((len(fedn.type_names),), DEFAULT_THRESHOLD))
         self._outputs: List[Interval] = []
         self._truths: List[Interval] = []
 
@@ -125,11 +125,21 @@ class SpottingModule(L.LightningModule):
         """What this model is for ``visionattn detect``; the datamodule tells how its features are made."""
         dm = self.trainer.datamodule
         return DetectorRecord(model=self.config, features=dm.frame_feature_settings, window=dm.window, fps=dm.fps,
-                              thresholds=dict(zip(self.config.type_names, self.threshold.tolist())),
+                              thresholds=self.thresholds_by_type(),
                               state_dict=self.evaluated.state_dict())
+
+    def thresholds_by_type(self) -> Dict[str, float]:
+        """The score threshold of each expression type, by type name."""
+        return dict(zip(self.config.type_names, self.thresholds.tolist()))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[RECORD_KEY] = self.detector_record().to_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # checkpoints written before the buffer was named ``thresholds``
+        state = checkpoint.get("state_dict", {})
+        if "threshold" in state and "thresholds" not in state:
+            state["thresholds"] = state.pop("threshold")
 
     # ---------------------------------------------------------------- training
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -197,14 +207,14 @@ class SpottingModule(L.LightningModule):
         preds, truths = self._gathered()
         kinds = self.model.config.type_names
         for i, (kind, t) in enumerate(zip(kinds, choose_thresholds(truths, preds, kinds))):
-            self.threshold[i] = t
+            self.thresholds[i] = t
             self.log(f"val/threshold_{kind}", t)
         self._log_report("val", evaluate(truths, self._kept(preds)))
 
     def _kept(self, preds: List[Interval]) -> List[Interval]:
         """Predictions at or above their type's threshold."""
-        limit = dict(zip(self.model.config.type_names, self.threshold.tolist()))
-        return [p for p in preds if p.score >= limit[p.type]]
+        thresholds = self.thresholds_by_type()
+        return [p for p in preds if p.score >= thresholds[p.type]]
 
     def on_test_epoch_end(self) -> None:
         preds, truths = self._gathered()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 
 # Lightning's hardware summary, advertisements and notes on its own bookkeeping (logged at INFO
@@ -38,6 +39,23 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun if n == 1 else noun + 's'}"
 
 
+def progress_wanted(requested: bool = True) -> bool:
+    """Progress bars only where someone watches them: on a terminal. In a file or a CI log their
+    carriage-return updates are thousands of lines; the commands print a line per item instead."""
+    return requested and sys.stderr.isatty()
+
+
+def warn(message: str) -> None:
+    """A warning about the user's data or settings, as one line on stderr."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _one_line(message, category, filename, lineno, line=None) -> str:
+    """``warnings``' format without the source file, line number and code line (ours, useless
+    to a user): one line per warning."""
+    return f"warning: {message}\n"
+
+
 class _DropPrefixes(logging.Filter):
     def __init__(self, prefixes):
         super().__init__()
@@ -52,8 +70,10 @@ _installed = False
 
 
 def quiet_library_chatter() -> None:
-    """Install the filters; safe to call again (pytest resets warning filters between tests)."""
+    """Install the filters, and warnings as one line; safe to call again (pytest resets warning
+    filters between tests)."""
     global _installed
+    warnings.formatwarning = _one_line
     for message in _DEPENDENCY_WARNINGS:
         warnings.filterwarnings("ignore", message=message)  # an identical filter replaces the old one
     # Lightning calls jsonargparse APIs that jsonargparse deprecates: nothing a user can change.

@@ -14,7 +14,8 @@ PathLike = Union[str, os.PathLike]
 
 @contextlib.contextmanager
 def atomic_path(path: PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; on success it replaces ``path``.
+    """Yield a temporary path in the target's folder; on success it replaces ``path``, with the
+    mode an ordinary new file gets (``0666`` less the umask), not the temporary file's private one.
 
     ``suffix`` keeps an extension on the temporary name for writers that infer the format
     from it (matplotlib, OpenCV, numpy).
@@ -26,10 +27,26 @@ def atomic_path(path: PathLike, suffix: str = "") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system tells (Linux), else by
+    setting it and back."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:

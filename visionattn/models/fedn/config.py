@@ -60,7 +60,8 @@ class FEDNConfig:
     Post-processing
         ``pre_nms_threshold``/``pre_nms_topk`` per level, ``nms_method`` (``"soft"``: Gaussian
         Soft-NMS, ``"hard"``, or ``"none"``), ``nms_sigma``, ``nms_iou_threshold`` (hard NMS),
-        ``min_score`` after NMS, ``max_detections`` per video, ``nms_class_agnostic`` (otherwise
+        ``score_floor``: the lowest score kept after NMS (detection's per-type ``thresholds``
+        come later), ``max_detections`` per video, ``nms_class_agnostic`` (otherwise
         micro and macro are suppressed separately), ``nested_cover``: a detection with at least this
         fraction of its span inside a higher-scoring one of the other type, and overlapping it less
         than a MEGC match (IoU < 0.5), is dropped as a part of that expression (``None``: kept;
@@ -122,10 +123,20 @@ class FEDNConfig:
     nms_iou_threshold: float = 0.1
     nms_class_agnostic: bool = False
     nested_cover: Optional[float] = 0.8
-    min_score: float = 0.001
+    score_floor: float = 0.001
     max_detections: int = 200
     score_with_emotion: bool = False
     min_duration: float = 0.5
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FEDNConfig":
+        """A config from its ``asdict`` form, written by this or an earlier visionattn (keys
+        renamed since, see :data:`RENAMED_KEYS`, are read under their new names)."""
+        return cls(**renamed_keys(data))
+
+    def __setstate__(self, state: dict) -> None:
+        # configs pickled into older Lightning checkpoints' hyper-parameters
+        self.__dict__.update(renamed_keys(state))
 
     def __post_init__(self) -> None:
         self.regression_ranges = tuple((float(lo), float(hi)) for lo, hi in self.regression_ranges)
@@ -172,3 +183,12 @@ class FEDNConfig:
     def strides(self) -> Tuple[int, ...]:
         """Stride in frames of each pyramid level: ``(1, 2, 4, ...)``."""
         return tuple(2 ** level for level in range(self.num_levels))
+
+
+RENAMED_KEYS = {"min_score": "score_floor"}
+"""FEDNConfig keys renamed since records were first written: old name -> new name."""
+
+
+def renamed_keys(data: dict) -> dict:
+    """``data`` with the old names of :data:`RENAMED_KEYS` replaced by the new ones."""
+    return {RENAMED_KEYS.get(k, k): v for k, v in data.items()}

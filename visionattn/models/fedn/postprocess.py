@@ -26,7 +26,7 @@ def interval_iou(segment: Tensor, segments: Tensor) -> Tensor:
 
 
 def soft_nms(
-    segments: Tensor, scores: Tensor, sigma: float = 0.5, min_score: float = 0.001, max_detections: int = 200
+    segments: Tensor, scores: Tensor, sigma: float = 0.5, score_floor: float = 0.001, max_detections: int = 200
 ) -> Tuple[Tensor, Tensor]:
     """Gaussian Soft-NMS: repeatedly keep the best span and decay each other score by ``exp(-IoU**2 / sigma)``.
 
@@ -35,7 +35,7 @@ def soft_nms(
     Returns:
         ``(keep, new_scores)``: indices ``(K,)`` into the input and their decayed scores ``(K,)``,
         in descending score order. Stops at ``max_detections`` or when the best left is below
-        ``min_score`` (scores only decay, so later picks could not beat earlier ones).
+        ``score_floor`` (scores only decay, so later picks could not beat earlier ones).
     """
     scores = scores.clone()
     remaining = torch.arange(scores.numel(), device=scores.device)
@@ -44,7 +44,7 @@ def soft_nms(
     while remaining.numel() > 0 and len(keep) < max_detections:
         best = int(scores[remaining].argmax())
         idx = remaining[best]
-        if scores[idx] < min_score:
+        if scores[idx] < score_floor:
             break
         keep.append(idx)
         kept.append(scores[idx].clone())
@@ -103,7 +103,7 @@ def suppress_nested(segments: Tensor, types: Tensor, cover: float, max_iou: floa
 def _nms(segments: Tensor, scores: Tensor, config: FEDNConfig) -> Tuple[Tensor, Tensor]:
     """The configured suppression on one class: ``(N, 2), (N,) -> (keep (K,), scores (K,))``."""
     if config.nms_method == "soft":
-        return soft_nms(segments, scores, config.nms_sigma, config.min_score, config.max_detections)
+        return soft_nms(segments, scores, config.nms_sigma, config.score_floor, config.max_detections)
     if config.nms_method == "hard":
         keep = hard_nms(segments, scores, config.nms_iou_threshold, config.max_detections)
     else:

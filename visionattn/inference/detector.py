@@ -16,7 +16,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Ty
 import numpy as np
 import torch
 
-from ..data.frames import DEFAULT_FPS, VideoInfo, index_ranges, iter_timed_frames, probe, resample
+from ..data.frames import DEFAULT_FPS, VideoInfo, VideoPart, index_ranges, iter_timed_frames, probe, resample
 from ..features.extraction import FrameFeatureExtractor
 from ..features.front_end import face_spans
 from ..features.settings import FeatureSettings
@@ -72,15 +72,17 @@ class ExpressionDetector:
         """FEDN detections (one :meth:`FEDN.predict` dict) for one window of features ``(T, D)``."""
         return self.model.predict(features[None].to(self.device))[0]
 
-    def detect(self, source: str, progress: bool = True) -> Tuple[VideoResult, np.ndarray, TimelineSignals]:
+    def detect(self, source: str, progress: bool = True, part: VideoPart = VideoPart()
+               ) -> Tuple[VideoResult, np.ndarray, TimelineSignals]:
         """Detections in ``source`` (a video file or an image folder), the face box per source
-        frame ``(N, 4)`` float32 ``(x, y, w, h)`` (NaN where the frame was not used), and the
+        frame read ``(N, 4)`` float32 ``(x, y, w, h)`` (NaN where the frame was not used), and the
         per-step curves behind them (the motion energy the flow spotter would threshold, and the
-        appearance network's emotion probabilities, when the features have those streams)."""
+        appearance network's emotion probabilities, when the features have those streams).
+        ``part``: a frame folder's rate and the stretch of the source to read (default: all)."""
         stitcher = WindowStitcher(self.predict_window, self.window, self.overlap, min_score=self.thresholds)
         keep = [c for c in FLOW_COLUMNS if c in self.extractor.layout]
         scan = scan_video(source, self.settings, self.fps, self.extractor, self.batch_size, stitcher.push, progress,
-                          keep=keep)
+                          keep=keep, part=part)
         found = scan.face_found
         detections = stitcher.finish() if found and scan.steps else []
         if self.settings.front_end == "landmarks":
@@ -109,10 +111,11 @@ class FlowDetector:
         self.features = FeatureSettings(front_end="landmarks", streams=("motion", "appearance"))
         self.extractor = FrameFeatureExtractor(self.features, device=device, batch_size=batch_size)
 
-    def detect(self, source: str, progress: bool = True) -> Tuple[VideoResult, np.ndarray, TimelineSignals]:
+    def detect(self, source: str, progress: bool = True, part: VideoPart = VideoPart()
+               ) -> Tuple[VideoResult, np.ndarray, TimelineSignals]:
         """As :meth:`ExpressionDetector.detect`."""
         scan = scan_video(source, self.features, self.fps, self.extractor, self.batch_size, lambda rows: None,
-                          progress, keep=FLOW_COLUMNS)
+                          progress, keep=FLOW_COLUMNS, part=part)
         found = spot_flow_on(scan, self.spotter)
         intervals = [i.as_tuple() for i in found.intervals] if scan.face_found else []
         model = {"name": "optical-flow spotter (training-free)", "settings": found.settings,
@@ -151,7 +154,9 @@ class VideoScan:
 
     info: VideoInfo
     fps: float
+    part: VideoPart = VideoPart()
     decoded: int = 0
+    first_index: int = 0  # source index of the first frame read (not 0 for a part)
     steps_source: List[int] = field(default_factory=list)
     steps_time: List[float] = field(default_factory=list)
     boxes: List[Optional[Tuple[float, float, float, float]]] = field(default_factory=list)
@@ -222,39 +227,50 @@ class VideoScan:
             method=method, model=model or {}, frame_numbering=self.frame_numbering,
             first_frame=self.number(self.info.frame_numbers[0] if self.info.frame_numbers else 0),
             shot_cuts=[self.number(self.steps_source[s]) for s in self.cut_steps],
+            part_s=self.part_read(),
         )
+
+    def part_read(self) -> Optional[List[Optional[float]]]:
+        """``[start_s, end_s]`` asked for when only part of the source was read (``end_s`` None:
+        to the end); None for the whole source."""
+        return None if self.part.whole else [self.part.start_s, self.part.end_s]
 
     def source_boxes(self) -> np.ndarray:
         """The face box of every decoded source frame ``(N, 4)`` float32 (NaN without one)."""
         boxes = np.full((max(self.decoded, 1), 4), np.nan, dtype=np.float32)
+        origin = _position(self.info, self.first_index)
         for index, box in zip(self.steps_source, self.boxes):
             if box is not None:
-                boxes[_position(self.info, index)] = box
+                boxes[_position(self.info, index) - origin] = box
         # frames the resampling skipped (a source faster than the model) show the box before them
         seen = np.zeros(len(boxes), bool)
         for index in self.steps_source:
-            seen[_position(self.info, index)] = True
+            seen[_position(self.info, index) - origin] = True
         known = np.where(seen, np.arange(len(boxes)), 0)
         return boxes[np.maximum.accumulate(known)]
 
 
 def scan_video(source: str, settings: FeatureSettings, fps: float, extractor: FrameFeatureExtractor,
                batch_size: int, consume: Callable[[np.ndarray], None], progress: bool = True,
-               keep: Sequence[str] = ()) -> VideoScan:
+               keep: Sequence[str] = (), part: VideoPart = VideoPart()) -> VideoScan:
     """One streaming pass: frames resampled to ``fps``, the face front end of ``settings``,
     feature rows in batches of ``batch_size`` handed to ``consume``; the columns named in
-    ``keep`` (from ``extractor.layout``) are kept for the whole video."""
-    info = probe(source, fps=fps)
-    scan = VideoScan(info, fps, columns={name: [] for name in keep})
+    ``keep`` (from ``extractor.layout``) are kept for the whole video. ``part``: a frame
+    folder's rate (default ``fps``) and the stretch to read."""
+    source_fps = part.fps or fps
+    info = probe(source, fps=source_fps)
+    scan = VideoScan(info, fps, part=part, columns={name: [] for name in keep})
     pipeline = settings.face_pipeline(fps)
     from tqdm import tqdm
 
-    bar = tqdm(total=info.frame_count, unit="frame", desc=Path(source).name, disable=not progress,
+    bar = tqdm(total=part.frames_of(info), unit="frame", desc=Path(source).name, disable=not progress,
                dynamic_ncols=True)
 
     def timed() -> Iterator[Tuple[int, float, np.ndarray]]:
-        for position, (index, seconds, image) in enumerate(iter_timed_frames(source, fps=fps)):
+        for position, (index, seconds, image) in enumerate(
+                iter_timed_frames(source, fps=source_fps, start_s=part.start_s, end_s=part.end_s)):
             scan.decoded = position + 1
+            scan.first_index = index if position == 0 else scan.first_index
             bar.update(1)
             yield index, seconds, image
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from ..evaluation import Interval, write_intervals_csv
 from ..utils import UserError, atomic_write_json
@@ -43,7 +43,10 @@ class VideoResult:
     False when the whole video had none; the intervals are then empty. ``shot_cuts``: frames
     where a new shot starts. ``method``: what detected (``"fedn"``, ``"flow"``); ``model``: which
     model or settings (``name``, ``source`` such as a checkpoint path, ``description``);
-    ``threshold``: the level each type's score had to reach.
+    ``threshold``: the level each type's score had to reach. ``part_s``: ``[start, end]``
+    seconds asked for when only part of the video was read (``--start/--end``; ``end`` None:
+    to the end), the frames shown at ``start <= t < end``; else None. ``frame_count`` then
+    counts the frames read, while frame numbers and times stay those of the whole video.
     """
 
     video: str
@@ -62,6 +65,7 @@ class VideoResult:
     shot_cuts: List[int] = field(default_factory=list)
     frame_numbering: str = LEGACY_FRAME_NUMBERING
     first_frame: int = 0
+    part_s: Optional[List[Optional[float]]] = None
 
     @property
     def name(self) -> str:

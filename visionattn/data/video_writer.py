@@ -88,7 +88,7 @@ class BrowserVideoWriter:
             self._audio = _AudioCopy.open(self.audio_from, self._container, self._stack)
             self.has_audio = self._audio is not None
         except Exception as err:  # noqa: BLE001 - FFmpeg's errors vary by platform; one line for the user
-            self._stack.close()
+            self._stack.__exit__(type(err), err, err.__traceback__)  # removes the temporary file
             raise UserError(f"{self.path}: cannot write an H.264 video here ({type(err).__name__}: {err})") from None
         return self
 

@@ -139,7 +139,10 @@ class _AudioCopy:
         av = _av()
         audio = source.streams.audio[0]
         self.rate = audio.codec_context.sample_rate or 48000
-        layout = audio.codec_context.layout.name if audio.codec_context.layout else "stereo"
+        # mono stays mono; anything else becomes stereo (what every browser plays). A layout is
+        # named here, as AAC refuses an unordered one ("1 channels") that some files declare.
+        channels = len(audio.codec_context.layout.channels) if audio.codec_context.layout else 2
+        layout = "mono" if channels == 1 else "stereo"
         self.out = output.add_stream("aac", rate=self.rate)
         self.out.layout = layout
         self.output = output

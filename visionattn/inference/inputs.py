@@ -67,8 +67,9 @@ def expand_videos(arguments: Sequence[str], exclude: Optional[Path] = None) -> L
     named, with unique output names. ``exclude``: a folder whose contents are never inputs
     (the output folder: its annotated videos must not become the next run's inputs).
 
-    Raises ``UserError`` for an argument that names nothing (a missing path, a glob without
-    matches, a folder without videos or images, an empty list)."""
+    A path that does not exist is kept as a video (reading it fails, and says so, while the
+    others still run). Raises ``UserError`` for an argument that names nothing else: a glob
+    without matches, a folder without videos or images, an empty list."""
     seen: Dict[Path, Clip] = {}
     excluded = exclude.resolve() if exclude is not None else None
     for argument in arguments:
@@ -135,7 +136,8 @@ def _expand(argument: str, exclude: Optional[Path], base: Path, depth: int) -> L
             raise UserError(f"{argument}: no file or folder matches this pattern")
         return [clip for match in matches if not _inside(Path(match), exclude)
                 for clip in _expand(match, exclude, base, depth)]
-    raise UserError(f"{argument}: no such video file, folder or list")
+    # a missing video fails when it is read, named in one line, while the others still run
+    return [Clip(path, "video")]
 
 
 def _read_list(path: Path, exclude: Optional[Path]) -> List[Clip]:

@@ -160,8 +160,7 @@ def _hit_box(k: int, interval, box: List[float]) -> str:
 def _interval_row(k: int, interval) -> str:
     swatch = f'<span class="swatch" style="background:{emotion_color(interval.emotion)}"></span>'
     return (f'<tr id="row-{k}" data-onset="{interval.onset_s}" data-offset="{interval.offset_s}"><td><button type="button" class="seek" '
-            f'data-onset="{interval.onset_s}">{format_clock(interval.onset_s)} '
-            f'({interval.onset_s:.2f} s)</button></td><td>{html.escape(interval.type)}</td>'
+            f'data-onset="{interval.onset_s}">{_clock(interval.onset_s)}</button></td><td>{html.escape(interval.type)}</td>'
             f'<td>{swatch}{html.escape(interval.emotion)}</td><td>{interval.score:.2f}</td>'
             f'<td>{interval.offset_s - interval.onset_s:.2f} s</td><td>{interval.onset}</td><td>{interval.offset}</td></tr>')
 
@@ -178,6 +177,11 @@ def _index_row(entry: IndexEntry) -> str:
     return (f"<tr><td>{link}</td>{source}<td>{format_clock(r.duration_s)} ({r.duration_s:.1f} s)</td>"
             f"<td>{_count(r, 'micro')}</td><td>{_count(r, 'macro')}</td><td>{html.escape(face)}</td>"
             f"<td>{html.escape(r.method)}</td></tr>")
+
+
+def _clock(seconds: float) -> str:
+    """``12.34 s``, with ``m:ss`` before it from a minute on."""
+    return f"{format_clock(seconds)} ({seconds:.2f} s)" if seconds >= 60 else f"{seconds:.2f} s"
 
 
 def _count(result: VideoResult, kind: str) -> int:

@@ -37,7 +37,7 @@ from typing import List, Optional, Sequence
 
 from ..data.frames import IMAGE_EXTENSIONS, VideoPart
 from ..utils import UserError, counted
-from ..utils.distributed import DEFAULT_TIMEOUT_MIN
+from ..utils.distributed import DEFAULT_TIMEOUT_MIN, launch_environment, local_device
 from ..utils.io import PathLike
 from .inputs import LIST_EXTENSIONS, VIDEO_EXTENSIONS, Clip, outputs_for
 
@@ -70,7 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gt", default=None, help="ground-truth CSV (`visionattn annotations` / evaluate layout) "
                                                    "to draw beside the detections")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu or cuda[:N] (cuda under torchrun/SLURM: each process its node's GPU of its local rank)")
     parser.add_argument("--batch-size", type=int, default=64, help="face crops per frame-encoder batch")
     parser.add_argument("--annotate", action="store_true",
                         help="also write <name>_annotated.mp4 (H.264 with the source's audio)")
@@ -136,10 +137,13 @@ def detect(videos: Sequence[str], out: PathLike, checkpoint: Optional[PathLike] 
     if batch_size < 1:
         raise UserError(f"--batch-size {batch_size}: must be >= 1")
     part = VideoPart(fps, start, end)
+    device = local_device(device, launch_environment())  # one GPU per process under torchrun/SLURM
     out = Path(out)
     truths = _read_truths(gt) if gt else None
 
     def detect_share(clips: Sequence[Clip], say, progress: bool) -> tuple:
+        if not clips:  # a process with no share under torchrun loads no model
+            return [], []
         detector, model_file = _detector(method, checkpoint, device, batch_size, threshold, window, overlap,
                                          encoder_checkpoint)
         out.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ from typing import Any, Dict, Mapping, Sequence
 
 from ..utils import UserError
 from ..utils.distributed import (DEFAULT_TIMEOUT_MIN, Launch, ProcessGroup, describe_error, launch_environment,
-                                 partition, rank_printer)
+                                 local_device, partition, rank_printer)
 
 __all__ = ["Launch", "launch_environment", "partition", "add_arguments", "datamodule", "run"]
 
@@ -73,8 +73,7 @@ def run(args: argparse.Namespace) -> dict:
     # Every rank parses the config and reads the table before any waiting, so a user mistake
     # stops all of them alike with the same one-line error.
     dm = datamodule(args.config, args.overrides)
-    if dm.feature_device == "cuda" and launch.world_size > 1:
-        dm.feature_device = f"cuda:{launch.local_rank}"  # one GPU per process on each node
+    dm.feature_device = local_device(dm.feature_device, launch)  # one GPU per process on each node
     table = load_table(dm.dataset, dm.root, dm.missing_offset)
     first = table.drop_duplicates(["subject", "video"])
     frames = {video_id(s, v): int(n) for s, v, n in zip(first["subject"], first["video"], first["n_frames"])}

@@ -146,6 +146,12 @@ def _slurm_rendezvous() -> None:
         os.environ["MASTER_PORT"] = str(15000 + int(job[-4:]) if job and job[-4:].isdigit() else 12910)
 
 
+def local_device(device: str, launch: Launch) -> str:
+    """``cuda`` becomes ``cuda:<local rank>`` when several processes share a node's GPUs (one
+    each); any other device, or one process, is returned as given."""
+    return f"cuda:{launch.local_rank}" if device == "cuda" and launch.world_size > 1 else device
+
+
 def rank_printer(launch: Launch) -> Callable[[str], None]:
     """``print`` with this process's ``[rank r/n]`` prefix when there are several processes
     (their stdout interleaves line by line; the prefix tells them apart)."""

@@ -82,7 +82,8 @@ def write_report(result: VideoResult, path: PathLike, video: PathLike, signals: 
             video_start_s = float(result.part_s[0]) if result.part_s else 0.0
     picture, geometry = _timeline_picture(result, signals, truths)
     data = {"videoStart": round(video_start_s, 6), **geometry}
-    rows = "\n".join(_interval_row(k, interval) for k, interval in enumerate(result.intervals))
+    order = sorted(range(len(result.intervals)), key=lambda k: result.intervals[k].onset_s)  # table in time order
+    rows = "\n".join(_interval_row(k, result.intervals[k]) for k in order)
     hits = "\n".join(_hit_box(k, interval, box) for k, (interval, box) in
                      enumerate(zip(result.intervals, geometry["bars"])))
     title = html.escape(result.name)
@@ -211,7 +212,7 @@ body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 
 h1 { font-size: 20px; margin: 0 0 4px; }
 .meta { color: #555; margin: 0 0 12px; }
 .path { color: #777; font-size: 12px; word-break: break-all; }
-video { display: block; width: 720px; max-width: 100%; max-height: 70vh; background: #000; margin-bottom: 8px; }
+video { display: block; height: min(45vh, 540px); max-width: 100%; background: #000; margin-bottom: 8px; }
 .timeline { position: relative; width: 100%; max-width: 1440px; cursor: pointer; user-select: none; }
 .timeline img { display: block; width: 100%; height: auto; }
 .playhead { position: absolute; width: 2px; margin-left: -1px; background: #d00; pointer-events: none; }

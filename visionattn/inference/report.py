@@ -174,7 +174,7 @@ def _index_row(entry: IndexEntry) -> str:
         return f'<tr class="failed"><td>{link}</td>{source}<td colspan="5">failed: {html.escape(entry.error)}</td></tr>'
     r = entry.result
     without = sum(last - first + 1 for first, last in r.frames_without_face)
-    face = "no face found" if not r.face_found else f"{without} without a face"
+    face = "no face found" if not r.face_found else f"{without} without a face" if without else "in every frame"
     return (f"<tr><td>{link}</td>{source}<td>{format_clock(r.duration_s)} ({r.duration_s:.1f} s)</td>"
             f"<td>{_count(r, 'micro')}</td><td>{_count(r, 'macro')}</td><td>{html.escape(face)}</td>"
             f"<td>{html.escape(r.method)}</td></tr>")

@@ -283,6 +283,12 @@ def test_fps_and_start_end_reach_the_detector(tmp_path, stand_in):
     assert result["fps"] == 200 and result["frame_count"] == 40 and result["part_s"] == [0.1, 0.3]
     interval = result["intervals"][0]
     assert (interval["onset"], interval["onset_s"]) == (23, pytest.approx(22 / 200))
+    # another part, or another rate, into the same folder is read again, not skipped
+    assert _detect(folder, "--out", out, "--fps", "100", "--start", "0.1", "--end", "0.3") == 0
+    result = json.loads((out / "006_1.json").read_text())
+    assert result["fps"] == 100 and result["frame_count"] == 20
+    assert _detect(folder, "--out", out, "--fps", "100") == 0
+    assert json.loads((out / "006_1.json").read_text())["frame_count"] == 100
 
 
 # ---------------------------------------------------------------- real detector

@@ -111,6 +111,20 @@ def _up_to_date(wanted: List[Path], inputs: List[Path]) -> bool:
     return min(p.stat().st_mtime for p in wanted) >= newest_input
 
 
+def _same_part(json_path: Path, part: VideoPart) -> bool:
+    """Whether the result at ``json_path`` was read as ``part`` asks (rate of a frame folder,
+    ``--start/--end``): another part is another result, never a reason to skip."""
+    from .result import VideoResult
+
+    try:
+        result = VideoResult.read_json(json_path)
+    except UserError:
+        return False
+    if result.part_s != (None if part.whole else [part.start_s, part.end_s]):
+        return False
+    return part.fps is None or result.fps == part.fps or not Path(result.video).is_dir()
+
+
 def summary_line(result) -> str:
     if not result.face_found:
         return f"{result.video}: no face found in {result.frame_count} frames; empty result written"
@@ -172,7 +186,7 @@ def _detect_one(detector, clip: Clip, out: Path, inputs: List[Path], part: Video
 
     paths = outputs_for(out, clip.name)
     video = str(clip.path)
-    if not force and _up_to_date(_wanted(paths, annotate, report), inputs):
+    if not force and _up_to_date(_wanted(paths, annotate, report), inputs) and _same_part(paths["json"], part):
         say(f"{video}: outputs exist, skipped (--force redoes them)")
         return paths["json"]
     result, boxes, signals = detector.detect(video, progress=progress, part=part)

@@ -20,10 +20,10 @@ def _detect_json_follows_its_schema(monkeypatch):
 
     made = command._detect_one
 
-    def validated(detector, video, paths, *args, **kwargs):
-        line = made(detector, video, paths, *args, **kwargs)
-        validate_detect_json(paths["json"])
-        return line
+    def validated(*args, **kwargs):
+        json_path = made(*args, **kwargs)
+        validate_detect_json(json_path)
+        return json_path
 
     monkeypatch.setattr(command, "_detect_one", validated)
 

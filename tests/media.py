@@ -56,3 +56,35 @@ def texture_frames(count: int, seed: int = 0) -> list:
         grey = mosaic[y : y + 480, x : x + 640].astype(np.float32) + rng.normal(0, 6, (480, 640))
         frames.append(cv2.cvtColor(np.clip(grey, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR))
     return frames
+
+
+def write_video_with_tone(path: Path, frames, fps: float, tone_s: tuple, rate: int = 16000,
+                          duration_s: float = None) -> Path:
+    """``frames`` (BGR uint8) as MPEG-4 part 2 video in a Matroska file with a mono 16-bit PCM
+    track: silence, except a 1 kHz tone from ``tone_s[0]`` to ``tone_s[1]`` seconds (both on
+    the clock of the first frame). Written with PyAV, in a container and codecs unlike the
+    H.264/AAC MP4 the library writes, so a test reading that output back compares two
+    independent files."""
+    import av
+
+    duration_s = len(frames) / fps if duration_s is None else duration_s
+    t = np.arange(int(round(duration_s * rate))) / rate
+    wave = np.where((t >= tone_s[0]) & (t < tone_s[1]), 0.5 * np.sin(2 * np.pi * 1000 * t), 0.0)
+    samples = (wave * 32767).astype(np.int16)
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), mode="w", format="matroska") as container:
+        video = container.add_stream("mpeg4", rate=int(fps))
+        video.width, video.height, video.pix_fmt = w, h, "yuv420p"
+        audio = container.add_stream("pcm_s16le", rate=rate)
+        audio.layout = "mono"
+        for k, frame in enumerate(frames):
+            picture = av.VideoFrame.from_ndarray(frame, format="bgr24")
+            picture.pts = k
+            container.mux(video.encode(picture))
+        container.mux(video.encode(None))
+        for start in range(0, len(samples), 1024):
+            chunk = av.AudioFrame.from_ndarray(samples[None, start:start + 1024], format="s16", layout="mono")
+            chunk.sample_rate, chunk.pts = rate, start
+            container.mux(audio.encode(chunk))
+        container.mux(audio.encode(None))
+    return path

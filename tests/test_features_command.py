@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from visionattn.cli import main
-from visionattn.training.features_command import Launch, launch_environment, partition
+from visionattn.utils.distributed import Launch, launch_environment, partition
 from visionattn.utils import UserError
 
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_STEP_NUM_TASKS",

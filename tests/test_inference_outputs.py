@@ -208,6 +208,12 @@ def test_annotated_video_frames_and_drawings(tmp_path, source_video):
     write_annotated(source_video, result, _boxes(finite_from=20), out, progress=False)
     assert _leftovers(tmp_path, {out.name}) == []
 
+    import av
+
+    with av.open(str(out)) as container:  # what browsers play: H.264 in 4:2:0
+        stream = container.streams.video[0]
+        assert (stream.codec_context.name, stream.codec_context.pix_fmt) == ("h264", "yuv420p")
+        assert not container.streams.audio  # the source has none
     cap = cv2.VideoCapture(str(out))
     assert cap.isOpened()
     assert int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == W and int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == H
@@ -251,15 +257,15 @@ def test_annotated_video_extra_frames_get_no_box(tmp_path, source_video):
 
 
 def test_annotated_video_error_midway_leaves_nothing(tmp_path, source_video, monkeypatch):
-    real = annotate_mod.iter_frames
+    real = annotate_mod.iter_timed_frames
 
     def failing(source, *args, **kwargs):
-        for index, frame in real(source, *args, **kwargs):
+        for index, seconds, frame in real(source, *args, **kwargs):
             if index == 12:
                 raise RuntimeError("decoder died")
-            yield index, frame
+            yield index, seconds, frame
 
-    monkeypatch.setattr(annotate_mod, "iter_frames", failing)
+    monkeypatch.setattr(annotate_mod, "iter_timed_frames", failing)
     out = tmp_path / "a.mp4"
     with pytest.raises(RuntimeError, match="decoder died"):
         write_annotated(source_video, _video_result(), _boxes(0), out, progress=False)
@@ -274,7 +280,7 @@ def test_annotated_video_failure_keeps_previous_output(tmp_path, source_video, m
         raise RuntimeError("no frames")
         yield  # pragma: no cover
 
-    monkeypatch.setattr(annotate_mod, "iter_frames", failing)
+    monkeypatch.setattr(annotate_mod, "iter_timed_frames", failing)
     with pytest.raises(RuntimeError):
         write_annotated(source_video, _video_result(), _boxes(0), out, progress=False)
     assert out.read_bytes() == b"previous"
@@ -282,17 +288,12 @@ def test_annotated_video_failure_keeps_previous_output(tmp_path, source_video, m
 
 
 def test_annotated_video_unwritable_raises_user_error(tmp_path, source_video, monkeypatch):
-    class Closed:
-        def __init__(self, *args, **kwargs):
-            pass
+    import av
 
-        def isOpened(self):
-            return False
+    def refuse(*args, **kwargs):
+        raise PermissionError("read-only file system")
 
-        def release(self):
-            pass
-
-    monkeypatch.setattr(annotate_mod.cv2, "VideoWriter", Closed)
+    monkeypatch.setattr(av, "open", refuse)
     out = tmp_path / "a.mp4"
     with pytest.raises(UserError, match="a.mp4"):
         write_annotated(source_video, _video_result(), _boxes(0), out, progress=False)

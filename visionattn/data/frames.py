@@ -49,6 +49,42 @@ class VideoInfo:
     frame_numbers: Optional[list[int]] = None
 
 
+@dataclass(frozen=True)
+class VideoPart:
+    """Which stretch of a source to read, and at what rate an image folder plays.
+
+    ``fps``: frames per second of an image folder (images carry no time; None: the reader's
+    default), and the fallback for a video whose container reports no rate. ``start_s``,
+    ``end_s``: the frames shown at ``start_s <= t < end_s`` seconds from the first frame
+    (``end_s=None``: to the end). Raises ``UserError`` (naming the ``visionattn detect`` flag)
+    for a negative start, an end not after the start, or a rate that is not positive.
+    """
+
+    fps: Optional[float] = None
+    start_s: float = 0.0
+    end_s: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        if self.fps is not None and not (math.isfinite(self.fps) and 0 < self.fps <= _MAX_PLAUSIBLE_FPS):
+            raise UserError(f"--fps {self.fps:g}: must be in (0, {_MAX_PLAUSIBLE_FPS:g}]")
+        if not (math.isfinite(self.start_s) and self.start_s >= 0):
+            raise UserError(f"--start {self.start_s:g}: must be >= 0 seconds")
+        if self.end_s is not None and not self.end_s > self.start_s:
+            raise UserError(f"--end {self.end_s:g}: must be after --start ({self.start_s:g} s)")
+
+    @property
+    def whole(self) -> bool:
+        return self.start_s == 0 and self.end_s is None
+
+    def frames_of(self, info: VideoInfo) -> int:
+        """About how many of ``info``'s frames fall in the part (exact for constant rates)."""
+        if self.whole or info.fps <= 0:
+            return info.frame_count
+        first = min(info.frame_count, math.ceil(self.start_s * info.fps - 1e-9))
+        last = info.frame_count if self.end_s is None else min(info.frame_count, math.ceil(self.end_s * info.fps - 1e-9))
+        return max(0, last - first)
+
+
 def index_ranges(indices: Sequence[int]) -> list[list[int]]:
     """Compress sorted frame indices into inclusive runs: ``[10..14, 30]`` -> ``[[10, 14], [30, 30]]``."""
     ranges: list[list[int]] = []
@@ -109,36 +145,70 @@ def iter_frames(
     return _iter_video(path, _open_video(path), start, stop, step)
 
 
-def iter_timed_frames(source: PathLike, fps: float = DEFAULT_FPS) -> Iterator[tuple[int, float, np.ndarray]]:
+def iter_timed_frames(source: PathLike, fps: float = DEFAULT_FPS, start_s: float = 0.0,
+                      end_s: Optional[float] = None) -> Iterator[tuple[int, float, np.ndarray]]:
     """Yield ``(frame_index, seconds, image)``: every frame with its presentation time.
 
     A video's times come from its decoder (so variable frame rates are honoured), counted from
     its first frame; when the container gives no increasing timestamps, they are
     ``position / fps`` with the container's rate (or ``fps`` when it reports none). Image
     folders carry no times: ``position / fps``.
+
+    ``start_s``, ``end_s``: only the frames with ``start_s <= seconds < end_s`` (``end_s=None``:
+    to the end); indices and times stay those of the whole source, so a part of a video is
+    numbered as the whole is. A folder's earlier images are skipped unread; a video's earlier
+    frames are decoded (its frames are numbered by counting them). Raises ``UserError`` when no
+    frame falls in the range.
     """
+    if start_s < 0 or (end_s is not None and end_s <= start_s):
+        raise ValueError(f"need 0 <= start_s < end_s, got {start_s}, {end_s}")
     path = _existing(source)
+    last = None
     if path.is_dir():
-        for position, (index, image) in enumerate(_iter_images(_list_images(path))):
-            yield index, position / float(fps), image
+        images = _list_images(path)
+        first = max(0, math.ceil(start_s * float(fps) - 1e-9))
+        for position in range(first, len(images)):
+            seconds = position / float(fps)
+            if end_s is not None and seconds >= end_s:
+                break
+            last = seconds
+            yield images[position][0], seconds, _read_image(images[position][1])
+        if last is None:
+            _no_frames_between(path, start_s, end_s, (len(images) - 1) / float(fps))
         return
     cap = _open_video(path)
     rate = _plausible_fps(cap.get(cv2.CAP_PROP_FPS), fps)
     first: Optional[float] = None
     seconds = -math.inf
     fallback_from: Optional[tuple[int, float]] = None  # (position, seconds) where the clock failed
-    for position, frame in _iter_video(path, cap, 0, None, 1):
-        msec = cap.get(cv2.CAP_PROP_POS_MSEC)
-        if fallback_from is None:
-            first = msec if first is None else first
-            clock = (msec - first) / 1000.0
-            if math.isfinite(clock) and (position == 0 or clock > seconds):
-                seconds = clock
-            else:  # the decoder's clock stalled or went back: count frames at the rate from here
-                fallback_from = (position, seconds + 1.0 / rate if position else 0.0)
-        if fallback_from is not None:
-            seconds = fallback_from[1] + (position - fallback_from[0]) / rate
-        yield position, seconds, frame
+    frames = _iter_video(path, cap, 0, None, 1)
+    try:
+        for position, frame in frames:
+            msec = cap.get(cv2.CAP_PROP_POS_MSEC)
+            if fallback_from is None:
+                first = msec if first is None else first
+                clock = (msec - first) / 1000.0
+                if math.isfinite(clock) and (position == 0 or clock > seconds):
+                    seconds = clock
+                else:  # the decoder's clock stalled or went back: count frames at the rate from here
+                    fallback_from = (position, seconds + 1.0 / rate if position else 0.0)
+            if fallback_from is not None:
+                seconds = fallback_from[1] + (position - fallback_from[0]) / rate
+            if seconds < start_s - 1e-9:
+                continue
+            if end_s is not None and seconds >= end_s:
+                break
+            last = seconds
+            yield position, seconds, frame
+    finally:
+        frames.close()
+    if last is None:
+        _no_frames_between(path, start_s, end_s, seconds)
+
+
+def _no_frames_between(path: Path, start_s: float, end_s: Optional[float], last_s: float) -> None:
+    span = f"from {start_s:g} s" + (f" to {end_s:g} s" if end_s is not None else "")
+    raise UserError(f"{path}: no frame {span} (its last frame is at {last_s:.2f} s)")
 
 
 def resample(frames: Iterable[Tuple[int, float, np.ndarray]], fps: float
@@ -148,20 +218,24 @@ def resample(frames: Iterable[Tuple[int, float, np.ndarray]], fps: float
     ``frames`` yields ``(source_index, seconds, image)`` with increasing times; yields
     ``(step, source_index, seconds, image)`` for ``step = 0, 1, ...``, each step showing the
     source frame nearest in time (a frame repeats when the source is slower, and is skipped
-    when it is faster). Streams: holds one frame.
+    when it is faster). The grid starts at the first frame's time (0 for a whole video, the
+    part's start for :func:`iter_timed_frames` ``start_s``). Streams: holds one frame.
     """
     step = 0
+    origin: Optional[float] = None
     held: Optional[Tuple[int, float, np.ndarray]] = None
     for index, seconds, image in frames:
         if held is not None:
             boundary = (held[1] + seconds) / 2  # grid times before it are nearer the held frame
-            while step / fps < boundary:
+            while origin + step / fps < boundary:
                 yield step, held[0], held[1], held[2]
                 step += 1
+        else:
+            origin = seconds
         held = (index, seconds, image)
     if held is not None:
         # The last frame lasts until one grid period after its time, and is shown at least once.
-        while step == 0 or step / fps < held[1] + 0.5 / fps:
+        while step == 0 or origin + step / fps < held[1] + 0.5 / fps:
             yield step, held[0], held[1], held[2]
             step += 1
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 import bisect
 import os
 from pathlib import Path
-from typing import List, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..data.frames import DEFAULT_FPS, iter_frames
-from ..utils import UserError, atomic_path
+from ..data.frames import DEFAULT_FPS, iter_timed_frames
+from ..data.video_writer import BrowserVideoWriter
 from ..utils.console import progress_wanted
 from .result import DetectedInterval, VideoResult
 from .timeline import emotion_bgr
@@ -31,43 +31,48 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 def write_annotated(
     source: PathLike, result: VideoResult, boxes: np.ndarray, path: PathLike, progress: bool = True
 ) -> None:
-    """Write ``source`` with detections drawn on it as an mp4 (``mp4v``) at ``path``, atomically.
+    """Write ``source`` with detections drawn on it at ``path``, atomically: an H.264 MP4 that
+    browsers play (:class:`~visionattn.data.video_writer.BrowserVideoWriter`), with the source's
+    audio when it has some.
 
-    ``boxes``: float array of shape ``(frame_count, 4)``, one ``(x, y, w, h)`` face box in
-    pixels per source frame in reading order, NaN rows where no box is known; frames beyond
-    its last row get no box. Intervals and ``result.frames_without_face`` are in the result's
-    frame numbering (a video file's frames from ``result.first_frame``, a folder's own numbers). Output frame rate ``result.fps`` (30 when unknown),
-    frame size ``result.width x result.height``. Raises ``UserError`` when the video cannot
-    be written; on any error nothing is left at ``path`` or beside it.
+    The frames are those the result was made from: all of them, or the stretch
+    ``result.part_s`` (``--start/--end``). ``boxes``: float array of shape ``(frames read, 4)``,
+    one ``(x, y, w, h)`` face box in pixels per frame read in reading order, NaN rows where no
+    box is known; frames beyond its last row get no box. Intervals and
+    ``result.frames_without_face`` are in the result's frame numbering (a video file's frames
+    from ``result.first_frame``, a folder's own numbers). Frames keep their times (a frame
+    folder's at ``result.fps``, 30 when unknown); frame size ``result.width x result.height``.
+    Raises ``UserError`` when the video cannot be written; on any error nothing is left at
+    ``path`` or beside it.
     """
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     fps = float(result.fps) if result.fps and result.fps > 0 else DEFAULT_FPS
     size = (int(result.width), int(result.height))
-    frames = iter_frames(source)
+    start_s, end_s = _stretch(result)
+    frames = iter_timed_frames(source, fps=fps, start_s=start_s, end_s=end_s)
     active = _ActiveIntervals(result.intervals)
     no_face = _RangeSet(result.frames_without_face)
-    # cv2 picks the container from the file name, so the temporary name keeps the .mp4 suffix.
-    with atomic_path(path, suffix=".mp4") as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-        try:
-            if not writer.isOpened() or size[0] <= 0 or size[1] <= 0:
-                raise UserError(f"{path}: cannot write an mp4 video here ({size[0]}x{size[1]} at {fps:g} fps)")
-            with tqdm(total=result.frame_count, unit="frame", disable=not progress_wanted(progress),
-                      desc=f"annotate {result.name}") as bar:
-                # iter_frames counts a video file's frames from 0, the result from its first_frame
-                shift = result.first_frame if Path(source).is_file() else 0
-                for position, (index, frame) in enumerate(frames):
-                    index += shift
-                    if (frame.shape[1], frame.shape[0]) != size:
-                        # VideoWriter silently drops frames of any other size.
-                        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-                    box = boxes[position] if position < len(boxes) else None
-                    annotate_frame(frame, index, position / fps, box, index not in no_face,
-                                   active.at(index))
-                    writer.write(frame)
-                    bar.update(1)
-        finally:
-            writer.release()
+    with BrowserVideoWriter(path, fps, size, audio_from=source, end_s=end_s) as writer:
+        with tqdm(total=result.frame_count, unit="frame", disable=not progress_wanted(progress),
+                  desc=f"annotate {result.name}") as bar:
+            # iter_timed_frames counts a video file's frames from 0, the result from its first_frame
+            shift = result.first_frame if Path(source).is_file() else 0
+            for position, (index, seconds, frame) in enumerate(frames):
+                index += shift
+                if (frame.shape[1], frame.shape[0]) != size:
+                    frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+                box = boxes[position] if position < len(boxes) else None
+                annotate_frame(frame, index, seconds, box, index not in no_face, active.at(index))
+                writer.write(frame, seconds)
+                bar.update(1)
+
+
+def _stretch(result: VideoResult) -> Tuple[float, Optional[float]]:
+    """``(start_s, end_s)`` to read the frames ``result`` was made from: the part's, or all."""
+    if not result.part_s:
+        return 0.0, None
+    start, end = result.part_s
+    return float(start), None if end is None else float(end)
 
 
 def annotate_frame(

@@ -1,22 +1,37 @@
 """``visionattn detect``: facial expressions in anyone's video.
 
-    visionattn detect my_video.mp4                                  # the bundled FEDN model
-    visionattn detect my_video.mp4 --method flow                    # training-free optical-flow spotter
-    visionattn detect my_video.mp4 --checkpoint outputs/demo/fedn.ckpt --gt my_gt.csv
+    visionattn detect my_video.mp4 --out results                        # the bundled FEDN model
+    visionattn detect my_video.mp4 --out results --method flow          # training-free optical-flow spotter
+    visionattn detect my_video.mp4 --out results --thresholds micro=0.2,macro=0.3   # re-scored from the cache
+    visionattn detect clips/ --out results --report                     # a folder of videos; pages to look at
+    visionattn detect SAMM_LV/006_1 --fps 200 --out results             # a 200 fps frame folder
+    visionattn detect long.mp4 --start 600 --end 660 --out results      # one minute of a long video
+    torchrun --nproc_per_node 4 -m visionattn.cli detect videos.txt --out results  # a batch on 4 processes
 
-For each video it writes ``<name>.json`` (intervals in frames and seconds, type, emotion,
-score; the method or model and its thresholds, the frame numbering, frames without a face, shot
-cuts, the inputs that made it; described by ``detect_result.schema.json``), ``<name>.csv``
-(rows ``visionattn evaluate`` reads), ``<name>_frames.csv`` (one row per model step: face,
-box, motion energy, the method's score, emotion probabilities), ``<name>_timeline.png`` (the
-score the method thresholded with its thresholds, emotion probabilities, intervals, cuts,
-frames without a face; with ``--gt``, the ground truth beside them), ``<name>_signals.npz``
-(those curves) and, with ``--annotate``, ``<name>_annotated.mp4``. Frame numbers are those of
-the annotation files: a video file's frames count from 1, a frame folder's keep their own
-numbers. Outputs made from the same video with the same settings are reused; any change
+VIDEO arguments are video files, folders of numbered frames, folders of videos, globs and text
+lists of paths (:mod:`.inputs` says how each is told apart). For each video it writes
+``<name>.json`` (intervals in frames and seconds, type, emotion, score; the method or model and
+its thresholds, the frame numbering, frames without a face, shot cuts, the inputs that made it;
+described by ``detect_result.schema.json``), ``<name>.csv`` (rows ``visionattn evaluate``
+reads), ``<name>_frames.csv`` (one row per model step: face, box, motion energy, the method's
+score, emotion probabilities), ``<name>_timeline.png`` (the score the method thresholded with
+its thresholds, emotion probabilities, intervals, cuts, frames without a face; with ``--gt``,
+the ground truth beside them), ``<name>_signals.npz`` (those curves), with ``--annotate``
+``<name>_annotated.mp4`` and with ``--report`` ``<name>_report.html`` (:mod:`.report`).
+``<name>`` is the file or folder name, with parent folder names before it where two videos of
+the batch share one. For the batch: ``detections.csv``, every video's rows pooled (score them
+all with one ``visionattn evaluate``), and with ``--report`` ``index.html``.
+
+Frame numbers are those of the annotation files: a video file's frames count from 1, a frame
+folder's keep their own numbers; ``--start/--end`` read part of a video and keep its numbers
+and times. Outputs made from the same video with the same settings are reused; any change
 recomputes them and says why, from the signals kept in ``<out>/.cache`` when only the
 thresholds changed (:mod:`.rerun`). A video that cannot be read is reported in one line and
-the others still run; the exit status is then non-zero. See docs/detect.md.
+the others still run; the exit status is then non-zero.
+
+Under torchrun or SLURM (:mod:`visionattn.utils.distributed`) the videos are split over the
+processes, each done by one, and rank 0 writes the batch's files once every process is done.
+See docs/detect.md and docs/detect_report.md.
 """
 from __future__ import annotations
 
@@ -25,28 +40,59 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from ..data.frames import IMAGE_EXTENSIONS, VideoPart
 from ..utils import UserError, counted
 from ..utils.console import warn
+from ..utils.distributed import DEFAULT_TIMEOUT_MIN, launch_environment, local_device
 from ..utils.io import PathLike
+from .inputs import LIST_EXTENSIONS, VIDEO_EXTENSIONS, Clip, outputs_for
 
 # flags a method does not use: method -> {flag: its value when not given}
 UNUSED_FLAGS = {"flow": {"--checkpoint": None, "--window": None, "--overlap": None, "--encoder-checkpoint": None}}
 
+INPUTS_HELP = f"""\
+VIDEO arguments (any number, mixed):
+  a video file          read by OpenCV; frames numbered from 1
+  a frame folder        a folder with images in it ({' '.join(sorted(IMAGE_EXTENSIONS))}),
+                        read in the order of the last number in each name, which is the
+                        frame's number; images carry no frame rate: give --fps
+  a folder of videos    a folder without images in it: every video file
+                        ({' '.join(sorted(VIDEO_EXTENSIONS))})
+                        and every frame folder below it, at any depth
+  a glob                quoted, e.g. 'clips/**/*.mp4': each match as above
+  a list                a {' or '.join(sorted(LIST_EXTENSIONS))} file, one path or glob per line (relative
+                        to the list's folder; blank lines and # comments skipped)
+Each video's outputs are named after its file or folder; videos of the batch that share a
+name take parent folder names before it (s15__anger1, s16__anger1)."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = f"{INPUTS_HELP}\n\n{parser.epilog or ''}".rstrip()
     parser.add_argument("videos", nargs="+", metavar="VIDEO",
-                        help="video files OpenCV can open (or folders of numbered frames)")
+                        help="video files, frame folders, folders of videos, globs or lists (see below)")
     parser.add_argument("--method", choices=("fedn", "flow"), default="fedn",
-                        help="fedn: the FEDN model of --checkpoint, or the bundled one (default); flow: the "
+                        help="fedn: the FEDN model of --checkpoint, or the bundled one; flow: the "
                              "training-free optical-flow spotter")
     parser.add_argument("--checkpoint", default=None,
                         help="a `visionattn train` checkpoint (.ckpt) or detector record (default: the bundled model)")
     parser.add_argument("--gt", default=None, help="ground-truth CSV (`visionattn annotations` / evaluate layout) "
                                                    "to draw beside the detections")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--device", default="auto", help="auto (cuda where present, else cpu), cpu or cuda[:N]")
+    parser.add_argument("--device", default="auto",
+                        help="auto (cuda where present, else cpu), cpu or cuda[:N] (cuda under torchrun/SLURM: each "
+                             "process its node's GPU of its local rank)")
     parser.add_argument("--batch-size", type=int, default=64, help="face crops per frame-encoder batch")
-    parser.add_argument("--annotate", action="store_true", help="also write <name>_annotated.mp4")
+    parser.add_argument("--annotate", action="store_true",
+                        help="also write <name>_annotated.mp4 (H.264 with the source's audio)")
+    parser.add_argument("--report", action="store_true",
+                        help="also write <name>_report.html (the video above its timeline; click an expression "
+                             "to see it) and index.html for the batch")
+    parser.add_argument("--fps", type=float, default=None,
+                        help="frame rate of frame folders (default: the model's, 30), e.g. 200 for SAMM-LV; "
+                             "also used for a video whose file states none")
+    parser.add_argument("--start", type=float, default=0.0, metavar="SECONDS",
+                        help="read from this time on (frame numbers and times stay the whole video's)")
+    parser.add_argument("--end", type=float, default=None, metavar="SECONDS", help="read up to this time")
     parser.add_argument("--thresholds", "--threshold", dest="thresholds", type=parse_thresholds, default=None,
                         metavar="T|micro=T,macro=T",
                         help="score thresholds, one value for every type or per type (fedn default: those chosen on "
@@ -60,14 +106,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "N-th from the left")
     parser.add_argument("--force", action="store_true",
                         help="redo videos whose outputs are up to date, without the cached signals")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_MIN, metavar="MIN",
+                        help="under torchrun/SLURM: minutes a process waits for the others to finish")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def outputs_for(out: Path, video: str) -> dict:
-    name = Path(video).stem if Path(video).suffix else Path(video).name
-    return {"json": out / f"{name}.json", "csv": out / f"{name}.csv", "timeline": out / f"{name}_timeline.png",
-            "signals": out / f"{name}_signals.npz", "frames": out / f"{name}_frames.csv",
-            "annotated": out / f"{name}_annotated.mp4"}
 
 
 def parse_thresholds(text: str) -> Dict[str, float]:
@@ -90,13 +131,14 @@ def refuse_unused_flags(method: str, given: Dict[str, object]) -> None:
             raise UserError(f"{flag}: --method {method} does not use it")
 
 
-def stale_outputs(paths: dict, inputs: dict, annotate: bool) -> Optional[str]:
+def stale_outputs(paths: dict, inputs: dict, annotate: bool, report: bool) -> Optional[str]:
     """Why the outputs in ``paths`` must be made again for ``inputs`` (:func:`.rerun.stale_reason`),
     or None when they are all there and made from the same inputs."""
     from .rerun import stale_reason
     from .result import VideoResult
 
     wanted = ["json", "csv", "timeline", "signals", "frames"] + (["annotated"] if annotate else [])
+    wanted += (["report"] + ([] if annotate else ["report_video"])) if report else []
     if not paths["json"].is_file():
         return "new"
     missing = [k for k in wanted if not paths[k].is_file()]
@@ -125,62 +167,72 @@ def detect(videos: Sequence[str], out: PathLike, checkpoint: Optional[PathLike] 
            device: str = "auto", batch_size: int = 64, annotate: bool = False,
            thresholds: Optional[Dict[str, float]] = None, window: Optional[int] = None,
            overlap: Optional[int] = None, encoder_checkpoint: Optional[str] = None, gt: Optional[PathLike] = None,
-           force: bool = False, progress: bool = True, face: str = "largest") -> List[Path]:
-    """Detect expressions in ``videos`` and write each video's outputs into ``out``; returns the
-    JSON paths. The arguments are the command's flags (``thresholds``: ``{type: level}``, key
-    ``"*"`` for every type)."""
+           force: bool = False, progress: bool = True, face: str = "largest", fps: Optional[float] = None,
+           start: float = 0.0, end: Optional[float] = None, report: bool = False,
+           timeout_min: float = DEFAULT_TIMEOUT_MIN) -> List[Path]:
+    """Detect expressions in ``videos`` (expanded by :func:`.inputs.expand_videos`) and write each
+    video's outputs into ``out``, then the batch's (:mod:`.batch`); returns the JSON paths of
+    the videos this process did. The arguments are the command's flags (``thresholds``:
+    ``{type: level}``, key ``"*"`` for every type)."""
+    from .batch import run_batch
+    from .detector import resolve_device
+
     if batch_size < 1:
         raise UserError(f"--batch-size {batch_size}: must be >= 1")
     refuse_unused_flags(method, {"--checkpoint": checkpoint, "--window": window, "--overlap": overlap,
                                  "--encoder-checkpoint": encoder_checkpoint})
+    part = VideoPart(fps, start, end)
+    device = local_device(resolve_device(device), launch_environment())  # one GPU per process under torchrun/SLURM
     out = Path(out)
-    names = {}
-    for video in videos:
-        key = outputs_for(out, video)["json"]
-        if key in names:
-            raise UserError(f"{video} and {names[key]} would write the same {key.name}: run them separately")
-        names[key] = video
     truths = _read_truths(gt) if gt else None
-    detector = _detector(method, checkpoint, device, batch_size, thresholds, window, overlap, encoder_checkpoint, face)
-    out.mkdir(parents=True, exist_ok=True)
-    failed, written = [], []
-    for video in videos:
-        paths = outputs_for(out, video)
-        try:
-            note = _detect_one(detector, video, paths, out, truths, gt, annotate, force, progress)
-        except UserError as err:
-            print(f"visionattn detect: error: {err}", file=sys.stderr)
-            failed.append(video)
-            continue
-        print(note)
-        written.append(paths["json"])
-    if failed:
-        raise UserError(f"{len(failed)} of {len(videos)} videos failed: {', '.join(failed)}")
-    return written
+
+    def detect_share(clips: Sequence[Clip], say, progress: bool) -> tuple:
+        if not clips:  # a process with no share under torchrun loads no model
+            return [], []
+        detector = _detector(method, checkpoint, device, batch_size, thresholds, window, overlap, encoder_checkpoint,
+                             face)
+        out.mkdir(parents=True, exist_ok=True)
+        failed, written = [], []
+        for clip in clips:
+            try:
+                json_path = _detect_one(detector, clip, out, part, truths, gt, annotate, report, force, progress, say)
+            except UserError as err:
+                print(f"visionattn detect: error: {err}", file=sys.stderr, flush=True)
+                failed.append((clip.name, str(err)))
+                continue
+            written.append(json_path)
+        return written, failed
+
+    return run_batch(videos, out, detect_share, report=report, timeout_min=timeout_min, progress=progress,
+                     part=part)
 
 
-def _detect_one(detector, video: str, paths: dict, out: Path, truths, gt: Optional[PathLike], annotate: bool,
-                force: bool, progress: bool) -> str:
-    """Make (or reuse) one video's outputs; returns its console line."""
+def _detect_one(detector, clip: Clip, out: Path, part: VideoPart, truths, gt: Optional[PathLike], annotate: bool,
+                report: bool, force: bool, progress: bool, say) -> Path:
+    """Make (or reuse) one video's outputs and say so in one line; returns its JSON path."""
     from .annotate import write_annotated
     from .rerun import ScanCache, video_identity
     from .timeline import draw_timeline
     from ..data.cache import settings_key
 
+    paths = outputs_for(out, clip.name)
+    video = str(clip.path)
     if not Path(video).exists():
         raise UserError(f"{video}: no such file or folder")
-    inputs = {"video": video_identity(video), "settings": detector.settings_key(),
+    part_read = {"fps": part.fps, "start_s": part.start_s, "end_s": part.end_s}
+    inputs = {"video": video_identity(video), "settings": {**detector.settings_key(), "part": part_read},
               "gt": video_identity(gt) if gt else None}
-    reason = "--force" if force else stale_outputs(paths, inputs, annotate)
+    reason = "--force" if force else stale_outputs(paths, inputs, annotate, report)
     if reason is None:
-        return f"{video}: outputs up to date, skipped (--force redoes them)"
+        say(f"{video}: outputs up to date, skipped (--force redoes them)")
+        return paths["json"]
     cache = ScanCache(out / ".cache")
-    key = settings_key({"video": inputs["video"], **detector.signals_key()})
-    scan = None if force else cache.load(video, key, detector.fps)
+    key = settings_key({"video": inputs["video"], **detector.signals_key(), "part": part_read})
+    scan = None if force else cache.load(clip.name, video, key, detector.fps, part)
     how = "re-scored from the cached signals" if scan is not None else "computed"
     if scan is None:
-        scan = detector.scan(video, progress=progress)
-        cache.save(video, key, scan)
+        scan = detector.scan(video, progress=progress, part=part)
+        cache.save(clip.name, key, scan)
     decision = detector.decide(scan)
     result = decision.result
     result.inputs = inputs
@@ -190,15 +242,27 @@ def _detect_one(detector, video: str, paths: dict, out: Path, truths, gt: Option
     result.write_csv(paths["csv"])
     decision.signals.save_npz(paths["signals"])
     decision.signals.write_csv(paths["frames"])
-    draw_timeline(result, paths["timeline"], signals=decision.signals,
-                  truths=_truths_of(truths, video) if truths is not None else None)
+    clip_truths = _truths_of(truths, video) if truths is not None else None
+    draw_timeline(result, paths["timeline"], signals=decision.signals, truths=clip_truths)
     if annotate:
         write_annotated(video, result, decision.boxes, paths["annotated"], progress=progress)
     elif paths["annotated"].is_file():  # an earlier run's, drawn with other intervals
         paths["annotated"].unlink()
+    if report:
+        _write_report(video, result, decision.signals, clip_truths, paths, annotate)
     result.write_json(paths["json"])  # last: its presence marks the video as done
     why = "" if reason == "new" else f"; {how}: {reason}"
-    return summary_line(result) + why
+    say(summary_line(result) + why)
+    return paths["json"]
+
+
+def _write_report(video: str, result, signals, truths, paths: dict, annotate: bool) -> None:
+    from .report import write_report, write_report_video
+
+    playable = paths["annotated"] if annotate else paths["report_video"]
+    if not annotate:
+        write_report_video(video, result, playable)
+    write_report(result, paths["report"], playable, signals=signals, truths=truths)
 
 
 def _face_words(face: str) -> str:
@@ -246,4 +310,5 @@ def run(args: argparse.Namespace) -> List[Path]:
     return detect(args.videos, args.out, args.checkpoint, method=args.method, device=args.device,
                   batch_size=args.batch_size, annotate=args.annotate, thresholds=args.thresholds, window=args.window,
                   overlap=args.overlap, encoder_checkpoint=args.encoder_checkpoint, gt=args.gt, force=args.force,
-                  progress=not args.no_progress, face=args.face)
+                  progress=not args.no_progress, face=args.face, fps=args.fps, start=args.start, end=args.end,
+                  report=args.report, timeout_min=args.timeout)

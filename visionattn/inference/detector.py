@@ -18,7 +18,7 @@ import torch
 
 from ..data.annotations import EXPRESSION_TYPES
 from ..data.cache import settings_key
-from ..data.frames import DEFAULT_FPS, VideoInfo, index_ranges, iter_timed_frames, probe, resample
+from ..data.frames import DEFAULT_FPS, VideoInfo, VideoPart, index_ranges, iter_timed_frames, probe, resample
 from ..features.extraction import FrameFeatureExtractor
 from ..features.front_end import face_spans
 from ..features.settings import FeatureSettings
@@ -107,13 +107,14 @@ class ExpressionDetector:
         """FEDN detections (one :meth:`FEDN.predict` dict) for one window of features ``(T, D)``."""
         return self.model.predict(features[None].to(self.device))[0]
 
-    def scan(self, source: str, progress: bool = True) -> "VideoScan":
+    def scan(self, source: str, progress: bool = True, part: VideoPart = VideoPart()) -> "VideoScan":
         """The expensive pass over ``source`` (a video file or an image folder): the scan, with
-        every scored candidate in its ``candidates``, before any threshold."""
+        every scored candidate in its ``candidates``, before any threshold. ``part``: a frame
+        folder's rate and the stretch of the source to read (default: all)."""
         stitcher = WindowStitcher(self.predict_window, self.window, self.overlap)
         keep = [c for c in FLOW_COLUMNS if c in self.extractor.layout]
         scan = scan_video(source, self.settings, self.fps, self.extractor, self.batch_size, stitcher.push, progress,
-                          keep=keep, face=self.face)
+                          keep=keep, face=self.face, part=part)
         if scan.face_found and scan.steps:
             stitcher.finish()
             scan.candidates = stitcher.candidates
@@ -139,10 +140,11 @@ class ExpressionDetector:
         signals = scan.signals(scores, names_t, self.thresholds, self.score_name, flow)
         return Decision(result, scan.source_boxes(), signals, scan)
 
-    def detect(self, source: str, progress: bool = True) -> Tuple[VideoResult, np.ndarray, TimelineSignals]:
+    def detect(self, source: str, progress: bool = True, part: VideoPart = VideoPart()
+               ) -> Tuple[VideoResult, np.ndarray, TimelineSignals]:
         """:meth:`scan` then :meth:`decide`: the result, the face box per source frame ``(N, 4)``
         float32 ``(x, y, w, h)`` (NaN where the frame was not used), and the per-step curves."""
-        decision = self.decide(self.scan(source, progress))
+        decision = self.decide(self.scan(source, progress, part))
         return decision.result, decision.boxes, decision.signals
 
 
@@ -186,10 +188,10 @@ class FlowDetector:
         others = {k: v for k, v in asdict(self.spotter).items() if k != "peak_k"}
         return {**self.signals_key(), "spotter": settings_key(others), "thresholds": self.thresholds}
 
-    def scan(self, source: str, progress: bool = True) -> "VideoScan":
+    def scan(self, source: str, progress: bool = True, part: VideoPart = VideoPart()) -> "VideoScan":
         """As :meth:`ExpressionDetector.scan` (the spotter itself is cheap: it runs in :meth:`decide`)."""
         return scan_video(source, self.features, self.fps, self.extractor, self.batch_size, lambda rows: None,
-                          progress, keep=FLOW_COLUMNS, face=self.face)
+                          progress, keep=FLOW_COLUMNS, face=self.face, part=part)
 
     def decide(self, scan: "VideoScan") -> Decision:
         """As :meth:`ExpressionDetector.decide`."""
@@ -203,9 +205,10 @@ class FlowDetector:
         signals = scan.signals(energy, (), float(found.threshold), self.score_name, found)
         return Decision(result, scan.source_boxes(), signals, scan)
 
-    def detect(self, source: str, progress: bool = True) -> Tuple[VideoResult, np.ndarray, TimelineSignals]:
+    def detect(self, source: str, progress: bool = True, part: VideoPart = VideoPart()
+               ) -> Tuple[VideoResult, np.ndarray, TimelineSignals]:
         """As :meth:`ExpressionDetector.detect`."""
-        decision = self.decide(self.scan(source, progress))
+        decision = self.decide(self.scan(source, progress, part))
         return decision.result, decision.boxes, decision.signals
 
 
@@ -275,7 +278,9 @@ class VideoScan:
 
     info: VideoInfo
     fps: float
+    part: VideoPart = VideoPart()
     decoded: int = 0
+    first_index: int = 0  # source index of the first frame read (not 0 for a part)
     steps_source: List[int] = field(default_factory=list)
     steps_time: List[float] = field(default_factory=list)
     boxes: List[Optional[Tuple[float, float, float, float]]] = field(default_factory=list)
@@ -330,7 +335,7 @@ class VideoScan:
 
     def to_arrays(self) -> Dict[str, np.ndarray]:
         """Plain arrays for a cache (:meth:`from_arrays` reads them back, with the probe's info)."""
-        arrays = {"decoded": np.array(self.decoded), "steps_source": np.asarray(self.steps_source, np.int64),
+        arrays = {"decoded": np.array(self.decoded), "first_index": np.array(self.first_index), "steps_source": np.asarray(self.steps_source, np.int64),
                   "steps_time": np.asarray(self.steps_time, np.float64),
                   "boxes": np.array([b if b is not None else (np.nan,) * 4 for b in self.boxes],
                                     np.float64).reshape(-1, 4),
@@ -344,12 +349,14 @@ class VideoScan:
         return arrays
 
     @classmethod
-    def from_arrays(cls, info: VideoInfo, fps: float, arrays: Mapping[str, np.ndarray]) -> "VideoScan":
-        """Inverse of :meth:`to_arrays`."""
+    def from_arrays(cls, info: VideoInfo, fps: float, arrays: Mapping[str, np.ndarray],
+                    part: VideoPart = VideoPart()) -> "VideoScan":
+        """Inverse of :meth:`to_arrays`; ``part``: the one the scan read (it is in the cache key)."""
         boxes = [None if np.isnan(b).any() else tuple(float(v) for v in b) for b in arrays["boxes"]]
         candidates = [StepDetection(int(on), int(off), int(t), int(e), float(sc), int(w))
                       for on, off, t, e, sc, w in arrays["candidates"]]
-        return cls(info, fps, decoded=int(arrays["decoded"]), steps_source=arrays["steps_source"].tolist(),
+        return cls(info, fps, part=part, decoded=int(arrays["decoded"]), first_index=int(arrays["first_index"]),
+                   steps_source=arrays["steps_source"].tolist(),
                    steps_time=arrays["steps_time"].tolist(), boxes=boxes, present=arrays["present"].tolist(),
                    cut_steps=arrays["cut_steps"].tolist(), face_found=bool(arrays["face_found"]),
                    columns={str(n): [arrays[f"column_{n}"]] for n in arrays["column_names"]},
@@ -382,40 +389,50 @@ class VideoScan:
             method=method, model=model or {}, frame_numbering=self.frame_numbering,
             first_frame=self.number(self.info.frame_numbers[0] if self.info.frame_numbers else 0),
             shot_cuts=[self.number(self.steps_source[s]) for s in self.cut_steps],
+            part_s=self.part_read(),
         )
+
+    def part_read(self) -> Optional[List[Optional[float]]]:
+        """``[start_s, end_s]`` asked for when only part of the source was read (``end_s`` None:
+        to the end); None for the whole source."""
+        return None if self.part.whole else [self.part.start_s, self.part.end_s]
 
     def source_boxes(self) -> np.ndarray:
         """The face box of every decoded source frame ``(N, 4)`` float32 (NaN without one)."""
         boxes = np.full((max(self.decoded, 1), 4), np.nan, dtype=np.float32)
+        origin = _position(self.info, self.first_index)
         for index, box in zip(self.steps_source, self.boxes):
             if box is not None:
-                boxes[_position(self.info, index)] = box
+                boxes[_position(self.info, index) - origin] = box
         # frames the resampling skipped (a source faster than the model) show the box before them
         seen = np.zeros(len(boxes), bool)
         for index in self.steps_source:
-            seen[_position(self.info, index)] = True
+            seen[_position(self.info, index) - origin] = True
         known = np.where(seen, np.arange(len(boxes)), 0)
         return boxes[np.maximum.accumulate(known)]
 
 
 def scan_video(source: str, settings: FeatureSettings, fps: float, extractor: FrameFeatureExtractor,
                batch_size: int, consume: Callable[[np.ndarray], None], progress: bool = True,
-               keep: Sequence[str] = (), face: str = "largest") -> VideoScan:
+               keep: Sequence[str] = (), face: str = "largest", part: VideoPart = VideoPart()) -> VideoScan:
     """One streaming pass: frames resampled to ``fps``, the face front end of ``settings``
     (following the ``face`` chosen among several), feature rows in batches of ``batch_size``
     handed to ``consume``; the columns named in ``keep`` (from ``extractor.layout``) are kept
-    for the whole video."""
-    info = probe(source, fps=fps)
-    scan = VideoScan(info, fps, columns={name: [] for name in keep})
+    for the whole video. ``part``: a frame folder's rate (default ``fps``) and the stretch to read."""
+    source_fps = part.fps or fps
+    info = probe(source, fps=source_fps)
+    scan = VideoScan(info, fps, part=part, columns={name: [] for name in keep})
     pipeline = settings.face_pipeline(fps, face=face)
     from tqdm import tqdm
 
-    bar = tqdm(total=info.frame_count, unit="frame", desc=Path(source).name,
+    bar = tqdm(total=part.frames_of(info), unit="frame", desc=Path(source).name,
                disable=not progress_wanted(progress), dynamic_ncols=True)
 
     def timed() -> Iterator[Tuple[int, float, np.ndarray]]:
-        for position, (index, seconds, image) in enumerate(iter_timed_frames(source, fps=fps)):
+        for position, (index, seconds, image) in enumerate(
+                iter_timed_frames(source, fps=source_fps, start_s=part.start_s, end_s=part.end_s)):
             scan.decoded = position + 1
+            scan.first_index = index if position == 0 else scan.first_index
             bar.update(1)
             yield index, seconds, image
 

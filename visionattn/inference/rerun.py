@@ -18,7 +18,7 @@ from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
-from ..data.frames import probe
+from ..data.frames import VideoPart, probe
 from ..utils import atomic_path
 from ..utils.io import PathLike
 from .detector import VideoScan
@@ -78,14 +78,15 @@ class ScanCache:
     def __init__(self, root: PathLike) -> None:
         self.root = Path(root)
 
-    def path(self, video: PathLike, key: str) -> Path:
-        path = Path(video)
-        name = path.stem if path.suffix else path.name
+    def path(self, name: str, key: str) -> Path:
+        """Where the scan of the clip named ``name`` (its output name, unique in a batch) is kept."""
         return self.root / f"{name}.{key}.npz"
 
-    def load(self, video: PathLike, key: str, fps: float) -> Optional[VideoScan]:
-        """The scan saved under ``key``, or None (none saved, or unreadable: recomputed)."""
-        path = self.path(video, key)
+    def load(self, name: str, video: PathLike, key: str, fps: float, part: VideoPart = VideoPart()
+             ) -> Optional[VideoScan]:
+        """The scan of ``video`` (output name ``name``) saved under ``key``, read as ``part``
+        asked, or None (none saved, or unreadable: recomputed)."""
+        path = self.path(name, key)
         if not path.is_file():
             return None
         try:
@@ -93,12 +94,12 @@ class ScanCache:
                 arrays = {k: data[k] for k in data.files}
             if str(arrays.pop("key")) != key:
                 return None
-            return VideoScan.from_arrays(probe(str(video), fps=fps), fps, arrays)
+            return VideoScan.from_arrays(probe(str(video), fps=part.fps or fps), fps, arrays, part)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             return None
 
-    def save(self, video: PathLike, key: str, scan: VideoScan) -> Path:
-        path = self.path(video, key)
+    def save(self, name: str, key: str, scan: VideoScan) -> Path:
+        path = self.path(name, key)
         with atomic_path(path, suffix=".npz") as tmp:
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, key=np.array(key), **scan.to_arrays())

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from .. import __version__
 from ..evaluation import Interval, write_intervals_csv
@@ -55,6 +55,10 @@ class VideoResult:
     faces seen in one frame (more than one: ``inputs['settings']['face']`` chose).
     ``inputs``: what made the result (the video's identity, every setting), compared on a
     rerun. ``schema_version``, ``visionattn_version``: the layout and the package that wrote it.
+    ``part_s``: ``[start, end]`` seconds asked for when only part of the video was read
+    (``--start/--end``; ``end`` None: to the end), the frames shown at ``start <= t < end``;
+    else None. ``frame_count`` then counts the frames read, while frame numbers and times stay
+    those of the whole video.
     """
 
     video: str
@@ -78,6 +82,7 @@ class VideoResult:
     inputs: Dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     visionattn_version: str = __version__
+    part_s: Optional[List[Optional[float]]] = None
 
     @property
     def name(self) -> str:

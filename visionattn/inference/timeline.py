@@ -111,6 +111,11 @@ def time_extent(result: VideoResult) -> float:
     return max(max(ends), 1e-3) if any(e > 0 for e in ends) else 1.0
 
 
+def time_start(result: VideoResult) -> float:
+    """Left end of the time axis in seconds: 0, or the start of the part read (``--start``)."""
+    return float(result.part_s[0]) if result.part_s else 0.0
+
+
 def timeline_layout(score: bool = False, emotions: bool = False, truths: bool = False
                     ) -> Tuple[Tuple[float, float], Dict[str, Rect]]:
     """``(figsize in inches, {panel: (left, bottom, width, height) in figure fractions})`` for
@@ -158,10 +163,11 @@ def timeline_figure(result: VideoResult, signals: Optional[TimelineSignals] = No
     figsize, rects = timeline_layout(has_score, has_emotions, has_truths)
     fig = Figure(figsize=figsize, dpi=DPI)
     FigureCanvasAgg(fig)
-    x_max = time_extent(result)
-    ax = fig.add_axes(rects["intervals"])
-    panels = [fig.add_axes(rects[name], sharex=ax) for name in ("score", "emotions") if name in rects]
-    ax.set_xlim(0.0, x_max)
+    x_min, x_max = time_start(result), time_extent(result)
+    # labelled, so a reader of the figure (the HTML report) finds each panel
+    ax = fig.add_axes(rects["intervals"], label="intervals")
+    panels = [fig.add_axes(rects[name], sharex=ax, label=name) for name in ("score", "emotions") if name in rects]
+    ax.set_xlim(x_min, x_max)
     _format_time_axis(ax, x_max)
     for upper in panels:
         upper.tick_params(labelbottom=False)
@@ -182,10 +188,10 @@ def timeline_figure(result: VideoResult, signals: Optional[TimelineSignals] = No
     all_axes = panels + [ax]
     has_no_face = any([_shade_no_face(a, result) for a in all_axes])
     has_cuts = any([_draw_cuts(a, result) for a in all_axes])
-    px_per_s = FIGSIZE_IN[0] * DPI * AXES_RECT[2] / x_max
-    unknown = _draw_bars(ax, result, x_max, px_per_s, lanes)
+    px_per_s = FIGSIZE_IN[0] * DPI * AXES_RECT[2] / (x_max - x_min)
+    unknown = _draw_bars(ax, result, x_max - x_min, px_per_s, lanes)
     if has_truths:
-        unknown += [e for e in _draw_truths(ax, result, truths, x_max, lanes) if e not in unknown]
+        unknown += [e for e in _draw_truths(ax, result, truths, x_max - x_min, lanes) if e not in unknown]
 
     if not result.face_found:
         _centre_note(ax, "no face found")

@@ -6,10 +6,10 @@
 
 It reads the same YAML as ``visionattn train`` (``data.*`` decides what is extracted and where
 it is cached), so training then finds every cache ready. The rank and the number of processes
-come from the launcher: torchrun's ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` (``fabric run``
-launches through torchrun too), else SLURM's ``SLURM_PROCID`` / ``SLURM_NTASKS`` /
-``SLURM_LOCALID``; one process otherwise. The videos are split by :func:`partition`, so each is
-extracted by exactly one process; ``data.cache_root`` must be a folder every node sees.
+come from the launcher (:func:`~visionattn.utils.distributed.launch_environment`: torchrun or
+SLURM; one process otherwise). The videos are split by
+:func:`~visionattn.utils.distributed.partition`, so each is extracted by exactly one process;
+``data.cache_root`` must be a folder every node sees.
 
 Resumable: cached videos are skipped, and a video interrupted half way resumes at its last
 written chunk (:mod:`visionattn.data.cache`), so rerunning the same command finishes the job.
@@ -23,131 +23,13 @@ GPU and does not disturb a later NCCL training run.
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Sequence
 
 from ..utils import UserError
+from ..utils.distributed import (DEFAULT_TIMEOUT_MIN, Launch, ProcessGroup, describe_error, launch_environment,
+                                 local_device, partition, rank_printer)
 
-DEFAULT_TIMEOUT_MIN = 720.0  # a wait covers rank 0's encoder pretraining or the slowest share
-
-
-# ---------------------------------------------------------------- launcher and split
-@dataclass(frozen=True)
-class Launch:
-    """This process's place in the job: ``rank`` in ``0..world_size-1``; ``local_rank`` on its node."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    launcher: str = "none"  # "torchrun", "slurm" or "none"
-
-    @property
-    def prefix(self) -> str:
-        return f"[rank {self.rank}/{self.world_size}]"
-
-
-def launch_environment(env: Optional[Mapping[str, str]] = None) -> Launch:
-    """The rank and world size the launcher set: torchrun's (``RANK``, ``WORLD_SIZE``,
-    ``LOCAL_RANK``) first, then SLURM's (``SLURM_PROCID``, ``SLURM_STEP_NUM_TASKS`` or else
-    ``SLURM_NTASKS``, ``SLURM_LOCALID``), else a single process."""
-    env = os.environ if env is None else env
-
-    def number(name: str, default: Optional[int] = None) -> int:
-        value = env.get(name)
-        if value is None:
-            if default is None:
-                raise UserError(f"environment variable {name} is not set (the launcher sets it)")
-            return default
-        try:
-            return int(value)
-        except ValueError:
-            raise UserError(f"environment variable {name}={value!r}: not an integer") from None
-
-    if "RANK" in env and "WORLD_SIZE" in env:
-        launch = Launch(number("RANK"), number("WORLD_SIZE"), number("LOCAL_RANK", 0), "torchrun")
-    elif "SLURM_PROCID" in env and ("SLURM_STEP_NUM_TASKS" in env or "SLURM_NTASKS" in env):
-        # srun sets the step's task count; SLURM_NTASKS alone may be the whole allocation's
-        tasks = "SLURM_STEP_NUM_TASKS" if "SLURM_STEP_NUM_TASKS" in env else "SLURM_NTASKS"
-        launch = Launch(number("SLURM_PROCID"), number(tasks), number("SLURM_LOCALID", 0), "slurm")
-    else:
-        return Launch()
-    if launch.world_size < 1 or not 0 <= launch.rank < launch.world_size:
-        raise UserError(f"{launch.launcher}: rank {launch.rank} is not in 0..{launch.world_size - 1}")
-    return launch
-
-
-def partition(frames: Mapping[str, int], parts: int) -> List[List[str]]:
-    """Split videos (id -> frame count) into ``parts`` shares of about equal frame totals.
-
-    Longest first, each video goes to the share with the fewest frames so far (ties: the lower
-    share); ids break ties between equal lengths, so every process computes the same split from
-    the same table. Each share's total then exceeds the smallest share's by at most one video's
-    length. Returns ``parts`` lists of ids, each sorted longest first."""
-    if parts < 1:
-        raise ValueError(f"parts must be >= 1, got {parts}")
-    shares: List[List[str]] = [[] for _ in range(parts)]
-    loads = [0] * parts
-    for vid in sorted(frames, key=lambda v: (-int(frames[v]), v)):
-        i = min(range(parts), key=lambda k: (loads[k], k))
-        shares[i].append(vid)
-        loads[i] += int(frames[vid])
-    return shares
-
-
-# ---------------------------------------------------------------- process group
-class _Group:
-    """gloo collectives among the launched processes (none with one process)."""
-
-    def __init__(self, launch: Launch, timeout_min: float):
-        self.launch = launch
-        self.dist = None
-        if launch.world_size == 1:
-            return
-        import torch.distributed as dist
-
-        if launch.launcher == "slurm":
-            _slurm_rendezvous()
-        missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
-        if missing:
-            raise UserError(f"{launch.launcher}: {', '.join(missing)} not set (needed to connect the processes)")
-        dist.init_process_group("gloo", init_method="env://", rank=launch.rank, world_size=launch.world_size,
-                                timeout=datetime.timedelta(minutes=timeout_min))
-        self.dist = dist
-
-    def broadcast(self, obj: Any) -> Any:
-        """Rank 0's ``obj`` on every rank."""
-        if self.dist is None:
-            return obj
-        box = [obj]
-        self.dist.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def all_gather(self, obj: Any) -> List[Any]:
-        """Every rank's ``obj``, in rank order, on every rank."""
-        if self.dist is None:
-            return [obj]
-        out: List[Any] = [None] * self.launch.world_size
-        self.dist.all_gather_object(out, obj)
-        return out
-
-    def close(self) -> None:
-        if self.dist is not None and self.dist.is_initialized():
-            self.dist.destroy_process_group()
-
-
-def _slurm_rendezvous() -> None:
-    """MASTER_ADDR / MASTER_PORT as Lightning derives them under SLURM (first node of the job,
-    port from the job id), so this command and ``visionattn train`` agree in one allocation."""
-    if "MASTER_ADDR" not in os.environ:
-        from lightning.fabric.plugins.environments import SLURMEnvironment
-
-        os.environ["MASTER_ADDR"] = SLURMEnvironment.resolve_root_node_address(
-            os.environ.get("SLURM_NODELIST", "127.0.0.1"))
-    if "MASTER_PORT" not in os.environ:
-        job = os.environ.get("SLURM_JOB_ID")
-        os.environ["MASTER_PORT"] = str(15000 + int(job[-4:]) if job and job[-4:].isdigit() else 12910)
+__all__ = ["Launch", "launch_environment", "partition", "add_arguments", "datamodule", "run"]
 
 
 # ---------------------------------------------------------------- command
@@ -187,19 +69,18 @@ def run(args: argparse.Namespace) -> dict:
     from ..features.extraction import feature_cache_key
 
     launch = launch_environment()
-    say = _printer(launch)
+    say = rank_printer(launch)
     # Every rank parses the config and reads the table before any waiting, so a user mistake
     # stops all of them alike with the same one-line error.
     dm = datamodule(args.config, args.overrides)
-    if dm.feature_device == "cuda" and launch.world_size > 1:
-        dm.feature_device = f"cuda:{launch.local_rank}"  # one GPU per process on each node
+    dm.feature_device = local_device(dm.feature_device, launch)  # one GPU per process on each node
     table = load_table(dm.dataset, dm.root, dm.missing_offset)
     first = table.drop_duplicates(["subject", "video"])
     frames = {video_id(s, v): int(n) for s, v, n in zip(first["subject"], first["video"], first["n_frames"])}
     mine = partition(frames, launch.world_size)[launch.rank]
     progress = not args.no_progress and launch.rank == 0
 
-    group = _Group(launch, args.timeout)
+    group = ProcessGroup(launch, args.timeout)
     try:
         # Rank 0 pretrains the frame encoder (when configured; a finished one is reused) by
         # preparing no videos; the others wait for its outcome.
@@ -208,7 +89,7 @@ def run(args: argparse.Namespace) -> dict:
             try:
                 dm.prepare_features(videos=[], progress=progress)
             except Exception as exc:
-                error = _describe(exc)
+                error = describe_error(exc)
                 group.broadcast(error)
                 raise
         error = group.broadcast(error)
@@ -225,7 +106,7 @@ def run(args: argparse.Namespace) -> dict:
         try:
             dm.prepare_features(videos=todo, progress=progress)
         except Exception as exc:
-            outcome["error"] = _describe(exc)
+            outcome["error"] = describe_error(exc)
             group.all_gather(outcome)
             raise
         say(f"done: extracted {', '.join(todo) or 'nothing'}")
@@ -242,24 +123,12 @@ def run(args: argparse.Namespace) -> dict:
     return summary
 
 
-def _printer(launch: Launch):
-    def say(text: str) -> None:
-        # stdout of several processes interleaves line by line; the prefix tells them apart
-        prefix = f"{launch.prefix} " if launch.world_size > 1 else ""
-        print(f"{prefix}{text}", flush=True)
-    return say
-
-
 def _state(cache, vid: str) -> str:
     """``cached``, ``partial`` (an interrupted write to resume) or ``new``."""
     if cache.exists(vid):
         return "cached"
     partial = cache.path(vid).with_name(cache.path(vid).name + ".partial")
     return "partial" if partial.is_file() else "new"
-
-
-def _describe(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
 
 
 def _summary(cache, frames: Mapping[str, int], before: Mapping[str, str]) -> dict:

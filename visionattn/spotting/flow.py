@@ -108,12 +108,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..data.annotations import EMOTIONS4
-from ..features.front_end import face_spans
 from ..features.motion import DEFAULT_INTERVAL_S, REFERENCE_REGION, REGION_NAMES, STATS
-from ..features.motion import feature_names as motion_feature_names
 from ..models.mini_xception import FER_CLASSES
 from ..utils import UserError
 from ..features.emotions import fer_to_megc
+from .streams import emotion_probabilities, feature_streams  # noqa: F401 (emotion_probabilities: re-exported)
 
 __all__ = ["FlowInterval", "FlowSpotResult", "FlowSpotterSettings", "motion_lag", "spot_flow"]
 
@@ -568,26 +567,12 @@ def _label_emotions(intervals: List[FlowInterval], probs: np.ndarray, spans: Lis
     return out
 
 
-def emotion_probabilities(logits: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """Softmax ``(T, 7)`` float64 of the appearance network's logits ``(T, 7)`` (FER classes),
-    NaN rows where ``present`` ``(T,)`` is False (no face: the logits there are zeros)."""
-    logits = np.asarray(logits, np.float64)
-    probs = np.exp(logits - logits.max(1, keepdims=True))
-    probs /= probs.sum(1, keepdims=True)
-    probs[~np.asarray(present, bool)] = np.nan
-    return probs
-
-
 def spot_flow_rows(rows: np.ndarray, layout: Dict[str, Tuple[int, int]], cuts: Sequence[int], fps: float,
                    settings: Optional[FlowSpotterSettings] = None) -> "FlowSpotResult":
     """The flow spotter (``settings``, default: the defaults) on feature rows ``(T, D)`` of the landmark front end
     with the motion and appearance streams (``layout``: :attr:`FrameFeatureExtractor.layout`),
     ``cuts`` the rows right after a shot cut, rows at ``fps``: a
     :class:`~visionattn.spotting.flow.FlowSpotResult` in rows."""
-    def column(name: str) -> np.ndarray:
-        return np.asarray(rows[:, slice(*layout[name])], np.float32)
-
-    present = column("face")[:, 0] > 0.5
-    return spot_flow(column("motion").reshape(-1, len(motion_feature_names())), column("motion_valid")[:, 0] > 0.5, fps,
-                     segments_ok=face_spans(present, cuts),
-                     emotion_probs=emotion_probabilities(column("appearance_logits"), present), settings=settings)
+    streams = feature_streams(rows, layout, cuts)
+    return spot_flow(streams.motion, streams.valid, fps, segments_ok=streams.spans,
+                     emotion_probs=streams.emotion_probs, settings=settings)

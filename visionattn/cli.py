@@ -28,6 +28,8 @@ SUBCOMMANDS = {
                        "FEDN spotting/recognition on held-out synthetic subjects, with the ablation rows"),
     "benchmark-detect": ("visionattn.benchmarks.detect_speed",
                          "frames per second of each `visionattn detect` stage on a 640x480 30 fps video"),
+    "benchmark-real": ("visionattn.benchmarks.real_clips",
+                       "each `visionattn detect` method on real clips against their by-eye annotation"),
     "evaluate": ("visionattn.evaluation.command",
                  "score predicted expression intervals against ground truth (MEGC spotting, STRS, mAP)"),
     "train": ("visionattn.training.command",

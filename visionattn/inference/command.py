@@ -1,6 +1,7 @@
 """``visionattn detect``: facial expressions in anyone's video.
 
-    visionattn detect my_video.mp4                                  # the bundled FEDN model
+    visionattn detect my_video.mp4                                  # the appearance spotter (training-free)
+    visionattn detect my_video.mp4 --method fedn                    # the bundled FEDN model
     visionattn detect my_video.mp4 --method flow                    # training-free optical-flow spotter
     visionattn detect my_video.mp4 --checkpoint outputs/demo/fedn.ckpt --gt my_gt.csv
 
@@ -25,13 +26,19 @@ from typing import List, Optional, Sequence
 from ..utils import UserError, counted
 from ..utils.io import PathLike
 
+METHODS = ("appearance", "fedn", "flow")
+DEFAULT_METHOD = "appearance"  # the best method on `visionattn benchmark-real` (docs/benchmarks_real.md)
+TRAINING_FREE = ("appearance", "flow")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("videos", nargs="+", metavar="VIDEO",
                         help="video files OpenCV can open (or folders of numbered frames)")
-    parser.add_argument("--method", choices=("fedn", "flow"), default="fedn",
-                        help="fedn: the FEDN model of --checkpoint, or the bundled one (default); flow: the "
-                             "training-free optical-flow spotter")
+    parser.add_argument("--method", choices=METHODS, default=None,
+                        help=f"appearance: the training-free spotter reading the appearance network against the "
+                             f"face's own neutral, onsets confirmed by motion; fedn: the FEDN model of --checkpoint, "
+                             f"or the bundled one; flow: the training-free optical-flow spotter (default: "
+                             f"{DEFAULT_METHOD}, the best on `visionattn benchmark-real`; fedn with --checkpoint)")
     parser.add_argument("--checkpoint", default=None,
                         help="a `visionattn train` checkpoint (.ckpt) or detector record (default: the bundled model)")
     parser.add_argument("--gt", default=None, help="ground-truth CSV (`visionattn annotations` / evaluate layout) "
@@ -76,12 +83,13 @@ def summary_line(result) -> str:
             f"{found - micro} macro) in {result.duration_s:.1f} s ({result.method}){notes}")
 
 
-def detect(videos: Sequence[str], out: PathLike, checkpoint: Optional[PathLike] = None, method: str = "fedn",
+def detect(videos: Sequence[str], out: PathLike, checkpoint: Optional[PathLike] = None, method: Optional[str] = None,
            device: str = "cpu", batch_size: int = 64, annotate: bool = False, threshold: Optional[float] = None,
            window: Optional[int] = None, overlap: Optional[int] = None, encoder_checkpoint: Optional[str] = None,
            gt: Optional[PathLike] = None, force: bool = False, progress: bool = True) -> List[Path]:
     """Detect expressions in ``videos`` and write each video's outputs into ``out``; returns the
-    JSON paths. The arguments are the command's flags."""
+    JSON paths. The arguments are the command's flags (``method`` None: fedn with a checkpoint, else
+    :data:`DEFAULT_METHOD`)."""
     from .annotate import write_annotated
     from .timeline import draw_timeline
 
@@ -95,6 +103,7 @@ def detect(videos: Sequence[str], out: PathLike, checkpoint: Optional[PathLike] 
             raise UserError(f"{video} and {names[key]} would write the same {key.name}: run them separately")
         names[key] = video
     truths = _read_truths(gt) if gt else None
+    method = method or ("fedn" if checkpoint is not None else DEFAULT_METHOD)
     detector, model_file = _detector(method, checkpoint, device, batch_size, threshold, window, overlap,
                                      encoder_checkpoint)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,14 +138,15 @@ def detect(videos: Sequence[str], out: PathLike, checkpoint: Optional[PathLike] 
 def _detector(method: str, checkpoint: Optional[PathLike], device: str, batch_size: int, threshold: Optional[float],
               window: Optional[int], overlap: Optional[int], encoder_checkpoint: Optional[str]):
     """The detector for ``method`` and the model file whose changes make outputs stale."""
-    if method == "flow":
+    if method in TRAINING_FREE:
         if checkpoint is not None:
-            raise UserError("--checkpoint: the flow method learns nothing and takes no checkpoint")
-        from .detector import FlowDetector
+            raise UserError(f"--checkpoint: the {method} method learns nothing and takes no checkpoint")
+        from .detector import AppearanceDetector, FlowDetector
 
-        return FlowDetector(batch_size=batch_size, device=device), None
+        tool = AppearanceDetector if method == "appearance" else FlowDetector
+        return tool(batch_size=batch_size, device=device), None
     if method != "fedn":
-        raise UserError(f"--method {method!r}: choose fedn or flow")
+        raise UserError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
     from .bundled import BUNDLED_MODEL, bundled_record
     from .detector import ExpressionDetector
     from .record import read_record

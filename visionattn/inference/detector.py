@@ -23,6 +23,7 @@ from ..features.settings import FeatureSettings
 from ..utils import UserError
 from ..utils.background import OrderedCalls, prefetched
 from ..models.mini_xception import FER_CLASSES
+from ..spotting.appearance import AppearanceSpotResult, AppearanceSpotterSettings, spot_appearance_rows
 from ..spotting.flow import FlowSpotResult, FlowSpotterSettings, emotion_probabilities, spot_flow_rows
 from .record import DetectorRecord
 from .result import DetectedInterval, VideoResult
@@ -97,29 +98,49 @@ class ExpressionDetector:
 
 
 class FlowDetector:
-    """The training-free spotter (:mod:`.flow_spotter`) on the default real-face features: the
-    landmark front end, the motion stream, and the appearance network for the emotions. Videos
-    are resampled to ``fps`` (the spotter's settings are in seconds, so any rate works)."""
+    """The training-free flow spotter (:mod:`visionattn.spotting.flow`) on the default real-face
+    features: the landmark front end, the motion stream, and the appearance network for the
+    emotions. Videos are resampled to ``fps`` (the spotter's settings are in seconds, so any rate
+    works). Subclasses swap the spotter (:meth:`spot`)."""
 
-    def __init__(self, settings: Optional[FlowSpotterSettings] = None, fps: float = DEFAULT_FPS,
-                 batch_size: int = 64, device: str = "cpu"):
-        self.spotter = settings or FlowSpotterSettings()
+    method = "flow"
+    name = "optical-flow spotter (training-free)"
+    level = "motion energy (noise units)"  # what the spotter thresholds, for the JSON and the timeline
+    default_settings = FlowSpotterSettings
+
+    def __init__(self, settings=None, fps: float = DEFAULT_FPS, batch_size: int = 64, device: str = "cpu"):
+        self.spotter = settings or self.default_settings()
         self.spotter.validate()
         self.fps, self.batch_size = fps, batch_size
         self.features = FeatureSettings(front_end="landmarks", streams=("motion", "appearance"))
         self.extractor = FrameFeatureExtractor(self.features, device=device, batch_size=batch_size)
 
+    def spot(self, scan: "VideoScan"):
+        return spot_flow_on(scan, self.spotter)
+
     def detect(self, source: str, progress: bool = True) -> Tuple[VideoResult, np.ndarray, TimelineSignals]:
         """As :meth:`ExpressionDetector.detect`."""
         scan = scan_video(source, self.features, self.fps, self.extractor, self.batch_size, lambda rows: None,
                           progress, keep=FLOW_COLUMNS)
-        found = spot_flow_on(scan, self.spotter)
+        found = self.spot(scan)
         intervals = [i.as_tuple() for i in found.intervals] if scan.face_found else []
-        model = {"name": "optical-flow spotter (training-free)", "settings": found.settings,
+        model = {"name": self.name, "settings": found.settings,
                  "features": {"front_end": self.features.front_end, "motion_interval_s": self.features.motion_interval_s}}
-        result = scan.result(intervals, {"motion energy (noise units)": round(found.threshold, 4)}, method="flow",
-                             model=model)
-        return result, scan.source_boxes(), scan.signals(found)
+        result = scan.result(intervals, {self.level: round(found.threshold, 4)}, method=self.method, model=model)
+        return result, scan.source_boxes(), scan.signals(found, self.level)
+
+
+class AppearanceDetector(FlowDetector):
+    """The training-free appearance spotter (:mod:`visionattn.spotting.appearance`) on the same features."""
+
+    method = "appearance"
+    name = "appearance spotter (training-free: FER posterior against the face's neutral, motion-confirmed onsets)"
+    level = "emotion gain over the neutral face"
+    default_settings = AppearanceSpotterSettings
+
+    def spot(self, scan: "VideoScan") -> AppearanceSpotResult:
+        rows, layout = scan.rows()
+        return spot_appearance_rows(rows, layout, scan.cut_steps, scan.fps, self.spotter)
 
 
 def spot_flow_on(scan: "VideoScan", settings: Optional[FlowSpotterSettings] = None) -> FlowSpotResult:
@@ -187,12 +208,13 @@ class VideoScan:
             return None
         return emotion_probabilities(self.column("appearance_logits").reshape(self.steps, -1), self.present)
 
-    def signals(self, flow: Optional[FlowSpotResult] = None) -> TimelineSignals:
-        """The curves for the timeline: the motion energy (and the flow spotter's level), the
+    def signals(self, flow=None, label: str = "motion energy (noise units)") -> TimelineSignals:
+        """The curves for the timeline: what a training-free spotter thresholded (``flow``: its
+        result, with ``energy``, ``usable`` and ``threshold``; ``label`` says what it is), the
         appearance probabilities."""
         energy = None if flow is None else np.where(flow.usable, flow.energy, np.nan)
         return TimelineSignals(
-            times_s=np.asarray(self.steps_time, float), score=energy, score_label="motion energy (noise units)",
+            times_s=np.asarray(self.steps_time, float), score=energy, score_label=label,
             score_threshold=None if flow is None else float(flow.threshold), emotion_probs=self.emotion_probs(),
             emotion_names=FER_CLASSES, frames=np.array([self.number(i) for i in self.steps_source], np.int64))
 

@@ -180,6 +180,17 @@ def test_real_face_video_outputs_are_valid(runs, kind: str) -> None:
 
     method = "fedn" if kind == "forced" else kind
     assert r["method"] == method
+    if kind == "appearance":
+        # The must-show: both surprise episodes seen by eye (55-72, 105-120) found at IoU >=
+        # 0.5 with the emotion surprise, at most one other interval.
+        def iou(a, b):
+            inter = max(0, min(a[1], b[1]) - max(a[0], b[0]) + 1)
+            return inter / ((a[1] - a[0] + 1) + (b[1] - b[0] + 1) - inter)
+
+        found = [(i["onset"], i["offset"], i["emotion"]) for i in r["intervals"]]
+        hits = [f for f in found if any(iou(f[:2], t) >= 0.5 for t in ((55, 72), (105, 120)))]
+        assert len(hits) == 2 and all(e == "surprise" for _, _, e in hits), found
+        assert len(found) <= 3, found
     if method == "fedn":
         record = bundled_record()
         assert r["model"]["name"] == record.info["name"] and r["model"]["name"]

@@ -52,12 +52,30 @@ def test_benchmark_real_scores_what_detect_wrote(bench):
         assert s["intervals"] == len(rows) and s["matched"] == len(matched) and s["truths"] == 1
         assert s["no_face_intervals"] == sum(bool(no_face & set(range(a, b + 1))) for a, b, _ in rows) == 0
         assert s["emotion_right"] == sum(e == "surprise" for _, _, e in matched)
+        overlapping = [e for a, b, e in rows if min(b, TRUTH[1]) >= max(a, TRUTH[0])]
+        assert s["wrong_emotion"] == sum(e != "surprise" for e in overlapping)
         assert s["precision"] == pytest.approx(len(matched) / len(rows) if rows else 0.0)
         assert s["recall"] == pytest.approx(len(matched))
         tracked = (120 - len(no_face)) / result["fps"] / 60
         assert s["false_per_minute"] == pytest.approx((len(rows) - len(matched)) / tracked)
         assert (s["cuts"], s["cuts_found"]) == (1, 1)  # the cut to the card
         assert report["scores"][method]["pooled"]["f1"] == pytest.approx(s["f1"])
+
+
+def test_the_default_method_is_the_best_on_the_documented_benchmark():
+    """docs/benchmarks_real.md's pooled rows: the default `--method` has the highest F1."""
+    from pathlib import Path
+
+    from visionattn.inference.command import DEFAULT_METHOD, METHODS
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "benchmarks_real.md").read_text()
+    f1 = {}
+    for line in text.splitlines():
+        cells = [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
+        if len(cells) > 7 and cells[1] == "pooled":
+            f1[cells[0]] = float(cells[7])
+    assert set(f1) == set(METHODS)
+    assert max(f1, key=f1.get) == DEFAULT_METHOD
 
 
 def test_default_clip_list_and_annotation_agree(tmp_path):

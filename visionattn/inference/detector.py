@@ -134,7 +134,7 @@ class AppearanceDetector(FlowDetector):
     """The training-free appearance spotter (:mod:`visionattn.spotting.appearance`) on the same features."""
 
     method = "appearance"
-    name = "appearance spotter (training-free: FER posterior against the face's neutral, motion-confirmed onsets)"
+    name = "appearance spotter (training-free)"
     level = "emotion gain over the neutral face"
     default_settings = AppearanceSpotterSettings
 

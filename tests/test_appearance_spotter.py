@@ -194,3 +194,24 @@ def test_settings_are_checked():
     with pytest.raises(ValueError, match="emotion_probs"):
         spot_appearance(probs[:, :4], motion, valid, FPS, [(0, 59)])
     assert set(EMOTIONS4[:3]) == {"negative", "positive", "surprise"}
+
+
+@pytest.mark.parametrize("moves_at_the_end", [True, False])
+def test_an_expression_under_way_at_the_start_needs_a_movement_at_its_end(moves_at_the_end):
+    """Sad from the first frame until 3 s, then at rest: no onset to see, so the face must move
+    where the expression ends; a reading that just fades without a movement is refused."""
+    n, end = int(8 * FPS), int(3 * FPS)
+    probs, motion, valid = streams(n, seed=8)
+    fade = np.clip((end - np.arange(n)) / 6, 0, 1)[:, None]  # the reading returns to rest over 0.2 s
+    probs = fade * (np.eye(7)[FER["sad"]] * 0.9 + 0.1 / 7) + (1 - fade) * probs
+    if moves_at_the_end:
+        motion.reshape(n, 9, 3)[end - 6:end, REGION_NAMES.index("mouth"), :2] += 4.0
+    result = spot_appearance(probs, motion, valid, FPS, [(0, n - 1)])
+    if moves_at_the_end:
+        assert [(x.onset, x.emotion) for x in result.intervals] == [(0, "negative")], found(result)
+        assert iou((result.intervals[0].onset, result.intervals[0].offset), (0, end - 1)) >= 0.8
+    else:
+        assert result.intervals == [], found(result)
+    # the same reading over the whole span (no start, no end seen) stands on the reading alone
+    whole = np.repeat((np.eye(7)[FER["sad"]] * 0.9 + 0.1 / 7)[None], n, 0)
+    assert [x.emotion for x in spot_appearance(whole, motion, valid, FPS, [(0, n - 1)]).intervals] == ["negative"]

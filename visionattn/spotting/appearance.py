@@ -189,8 +189,11 @@ def _span_intervals(gain: np.ndarray, moving: np.ndarray, fps: float,
     for a, b, c in merged:
         if b - a + 1 < s.min_duration_s * fps:
             continue
-        if a > 0:  # an onset that was seen (one at the span's first row began before it): the face moved there
-            near = moving[max(0, a - reach):a + reach + 1]
+        # The face moved where the expression began; where that was before the span's first row,
+        # where it ended; one that fills its whole span shows neither and stands on the reading.
+        edge = a if a > 0 else (b if b < len(gain) - 1 else None)
+        if edge is not None:
+            near = moving[max(0, edge - reach):edge + reach + 1]
             if not (np.isfinite(near).any() and np.nanmax(near) >= s.motion_k):
                 continue
         apex = a + int(np.argmax(gain[a:b + 1, c]))

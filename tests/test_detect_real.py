@@ -106,8 +106,9 @@ class Run:
 
 @pytest.fixture(scope="module")
 def runs(videos, tmp_path_factory):
-    """``runs(video_key, kind)``, kind ``fedn`` (bundled model, no --checkpoint), ``flow`` or
-    ``forced`` (bundled model with :func:`_forced_predict`); each run happens once."""
+    """``runs(video_key, kind)``, kind ``default`` (no --method), ``fedn`` (bundled model, no
+    --checkpoint), ``flow``, ``appearance`` or ``forced`` (bundled model with
+    :func:`_forced_predict`); each run happens once."""
     done: dict = {}
 
     def get(key: str, kind: str) -> Run:
@@ -115,8 +116,10 @@ def runs(videos, tmp_path_factory):
             video = videos[key]
             out = tmp_path_factory.mktemp(f"{key}_{kind}")
             args = ["detect", str(video), "--out", str(out), "--no-progress"]
-            if kind == "flow":
-                args += ["--method", "flow"]
+            if kind in ("flow", "appearance", "fedn"):
+                args += ["--method", kind]
+            if kind == "forced":
+                args += ["--method", "fedn"]
             if kind == "forced":
                 with pytest.MonkeyPatch.context() as mp:
                     mp.setattr(ExpressionDetector, "predict_window", _forced_predict)
@@ -163,7 +166,7 @@ def _csv_rows(path: Path) -> list:
 # ---------------------------------------------------------------- 1. the real face video
 
 
-@pytest.mark.parametrize("kind", ["fedn", "flow", "forced"])
+@pytest.mark.parametrize("kind", ["fedn", "flow", "appearance", "forced"])
 def test_real_face_video_outputs_are_valid(runs, kind: str) -> None:
     run = runs("carphone", kind)
     assert run.code == 0
@@ -176,8 +179,19 @@ def test_real_face_video_outputs_are_valid(runs, kind: str) -> None:
     if kind == "forced":  # the stand-in reports intervals everywhere: some must survive, clipped to the face
         assert r["intervals"]
 
-    method = "flow" if kind == "flow" else "fedn"
+    method = "fedn" if kind == "forced" else kind
     assert r["method"] == method
+    if kind == "appearance":
+        # The issue's must-show: both surprise episodes seen by eye (55-72, 105-120) found at IoU >=
+        # 0.5 with the emotion surprise, at most one other interval.
+        def iou(a, b):
+            inter = max(0, min(a[1], b[1]) - max(a[0], b[0]) + 1)
+            return inter / ((a[1] - a[0] + 1) + (b[1] - b[0] + 1) - inter)
+
+        found = [(i["onset"], i["offset"], i["emotion"]) for i in r["intervals"]]
+        hits = [f for f in found if any(iou(f[:2], t) >= 0.5 for t in ((55, 72), (105, 120)))]
+        assert len(hits) == 2 and all(e == "surprise" for _, _, e in hits), found
+        assert len(found) <= 3, found
     if method == "fedn":
         record = bundled_record()
         assert r["model"]["name"] == record.info["name"] and r["model"]["name"]
@@ -186,7 +200,7 @@ def test_real_face_video_outputs_are_valid(runs, kind: str) -> None:
         assert r["thresholds"] == {t: pytest.approx(v, abs=1e-4) for t, v in record.thresholds.items()}
         assert set(r["thresholds"]) == {"micro", "macro"}
     else:
-        assert r["model"]["name"] and "flow" in r["model"]["name"]
+        assert r["model"]["name"] and method in r["model"]["name"]
         assert r["thresholds"] and all(v > 0 for v in r["thresholds"].values())
 
     rows = _csv_rows(run.path(".csv"))
@@ -223,7 +237,7 @@ def test_real_face_video_outputs_are_valid(runs, kind: str) -> None:
 # ---------------------------------------------------------------- 2. no face
 
 
-@pytest.mark.parametrize("kind", ["fedn", "flow", "forced"])
+@pytest.mark.parametrize("kind", ["fedn", "flow", "appearance", "forced"])
 def test_no_face_no_intervals(runs, kind: str) -> None:
     run = runs("noface", kind)
     assert run.code == 0
@@ -238,7 +252,7 @@ def test_no_face_no_intervals(runs, kind: str) -> None:
 # ---------------------------------------------------------------- 3. a hard cut between two faces
 
 
-@pytest.mark.parametrize("kind", ["fedn", "flow", "forced"])
+@pytest.mark.parametrize("kind", ["fedn", "flow", "appearance", "forced"])
 def test_hard_cut_is_reported_and_never_spanned(runs, kind: str) -> None:
     run = runs("cut", kind)
     assert run.code == 0

@@ -57,7 +57,8 @@ def _detect(video: Path, out: Path, *flags: str) -> str:
 
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        assert main(["detect", str(video), "--out", str(out), "--no-progress", *flags]) == 0
+        method = () if "--method" in flags else ("--method", "fedn")  # the bundled model unless told
+        assert main(["detect", str(video), "--out", str(out), "--no-progress", *method, *flags]) == 0
     return buffer.getvalue().strip()
 
 

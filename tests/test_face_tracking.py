@@ -203,6 +203,7 @@ def test_a_cut_the_histograms_miss_still_splits_the_track(carphone, astronaut):
     head = cv2.resize(astronaut[40:204, 130:330], (176, 144), interpolation=cv2.INTER_AREA)
     frames = carphone[:60] + [head] * 20
     tracker = FaceTracker(cut_threshold=0.99)
+    tracker.cuts = ShotCutDetector(threshold=0.99, min_change=0.99)  # both of its tests off
     observations = list(tracker.process(enumerate(frames)))
     assert tracker.report.cuts == []
     tracks = tracker.report.tracks
@@ -385,3 +386,57 @@ def test_settings_are_json_and_name_the_predictor():
     assert json.loads(json.dumps(settings)) == settings
     assert settings["detect_every"] == 7
     assert settings["predictor"]["file"] == dlib_models.PREDICTOR_68
+
+
+def _closer(frame: np.ndarray, factor: float) -> np.ndarray:
+    """``frame`` framed ``factor`` times closer around its centre (a crop scaled back up)."""
+    h, w = frame.shape[:2]
+    ch, cw = int(round(h / factor)), int(round(w / factor))
+    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    return cv2.resize(frame[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_AREA)
+
+
+def test_a_cut_between_two_framings_of_one_scene_is_found(carphone):
+    """Carphone frames 0-79, then 80-119 framed 1.3x closer: two shots of the same colours (the
+    histogram distance at the cut stays under the colour threshold), found by the layout's jump
+    against its local level, and nowhere else."""
+    frames = carphone[:80] + [_closer(f, 1.3) for f in carphone[80:]]
+    detector = ShotCutDetector()
+    found, colour = [], []
+    for i, frame in enumerate(frames):
+        if detector.update(frame):
+            found.append(i)
+        colour.append(detector.last_distance)
+    assert found == [80]
+    assert colour[80] < detector.threshold
+    # the same frames without the splice, and a continuous zoom to the same framing over 40
+    # frames (a camera move, not a cut): no cut
+    for shot in (carphone, carphone[:80] + [_closer(f, 1 + 0.3 * min(1, (i + 1) / 40)) for i, f in
+                                          enumerate(carphone[80:])]):
+        detector = ShotCutDetector()
+        assert not any(detector.update(f) for f in shot)
+
+
+def test_shot_cut_state_resumes_the_local_level(carphone):
+    frames = carphone[:80] + [_closer(f, 1.3) for f in carphone[80:]]
+    whole = ShotCutDetector()
+    expected = [whole.update(f) for f in frames]
+    first = ShotCutDetector()
+    got = [first.update(f) for f in frames[:75]]
+    second = ShotCutDetector()
+    second.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    got += [second.update(f) for f in frames[75:]]
+    assert got == expected and expected.index(True) == 80
+
+
+def test_a_film_with_hard_cuts_between_similar_shots():
+    """opencv-doc's Megamind.avi (a film clip, 270 frames): by eye, new shots start at frames 2
+    (out of a black first frame), 99, 155 and 201 (1-based), all in the same dim red restaurant."""
+    from pathlib import Path
+
+    video = Path("/usr/share/doc/opencv-doc/examples/data/Megamind.avi")
+    if not video.is_file():
+        pytest.skip(f"{video} not found: install Debian's opencv-doc package (apt install opencv-doc)")
+    detector = ShotCutDetector()
+    found = [index + 1 for index, frame in iter_frames(video) if detector.update(frame)]
+    assert found == [2, 99, 155, 201]

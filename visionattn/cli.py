@@ -32,7 +32,7 @@ class Subcommand:
 SUBCOMMANDS = {
     "detect": Subcommand(
         "visionattn.inference.command",
-        "find facial expressions in videos with a trained FEDN: JSON, MEGC CSV, timeline picture",
+        "find facial expressions in videos (training-free appearance spotter, or a trained FEDN): JSON, CSV, report",
         "visionattn detect my_video.mp4 --out outputs/detect"),
     "demo": Subcommand(
         "visionattn.demo",
@@ -54,6 +54,10 @@ SUBCOMMANDS = {
         "visionattn.benchmarks.detect_speed",
         "frames per second of each `visionattn detect` stage on a 640x480 30 fps video",
         "visionattn benchmark-detect --seconds 30 --out outputs/benchmark/detect"),
+    "benchmark-real": Subcommand(
+        "visionattn.benchmarks.real_clips",
+        "each `visionattn detect` method on real clips against their by-eye annotation",
+        "visionattn benchmark-real --out outputs/benchmark/real"),
     "evaluate": Subcommand(
         "visionattn.evaluation.command",
         "score predicted expression intervals against ground truth (MEGC spotting, STRS, mAP)",

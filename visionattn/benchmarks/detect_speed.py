@@ -15,11 +15,12 @@ default pipeline, each timed on its own over the same frames:
   front end's items, in batches (the FER mini-Xception on every face crop; the motion columns
   are only copied);
 - FEDN temporal: the temporal model over overlapping windows of those rows;
-- flow spotter: :func:`visionattn.spotting.flow.spot_flow` on the whole video's rows.
+- flow spotter: :func:`visionattn.spotting.flow.spot_flow` on the whole video's rows;
+- appearance spotter: :func:`visionattn.spotting.appearance.spot_appearance` on the same rows.
 
 Then each method end to end, streaming, as a user runs ``visionattn detect``, where decoding and
 the networks also run beside the front end (:mod:`visionattn.utils.background`) (``--method fedn``
-with the bundled model, ``--method flow``). Every stage is reported in frames per second and as
+with the bundled model, ``--method flow``, ``--method appearance``). Every stage is reported in frames per second and as
 a multiple of real time; each method's end-to-end speed is judged against the 2x target.
 
 Last, the rerun with other thresholds: ``visionattn detect`` (the command's function, every
@@ -119,7 +120,8 @@ def run(args: argparse.Namespace) -> dict:
     import cv2
 
     from ..data.frames import iter_timed_frames
-    from ..inference.detector import FlowDetector
+    from ..inference.detector import AppearanceDetector, FlowDetector
+    from ..spotting.appearance import spot_appearance_rows
     from ..spotting.stitching import WindowStitcher
     from ..spotting.flow import spot_flow_rows
 
@@ -169,10 +171,13 @@ def run(args: argparse.Namespace) -> dict:
     cuts = [row for row, item in enumerate(items) if item.cut]
     _, seconds = _timed(lambda: spot_flow_rows(rows, flow.extractor.layout, cuts, VIDEO_FPS))
     fps["flow spotter"] = n / seconds
+    _, seconds = _timed(lambda: spot_appearance_rows(rows, flow.extractor.layout, cuts, VIDEO_FPS))
+    fps["appearance spotter"] = n / seconds
     del items, rows
 
     end_to_end = {}
-    for method, tool in (("fedn", detector), ("flow", flow)):
+    appearance = AppearanceDetector(fps=VIDEO_FPS, batch_size=args.batch_size, device=args.device)
+    for method, tool in (("fedn", detector), ("flow", flow), ("appearance", appearance)):
         (result, _, _), seconds = _timed(lambda: tool.detect(str(video), progress=False))
         end_to_end[method] = result.frame_count / seconds
         fps[f"end to end, --method {method}"] = end_to_end[method]
@@ -214,7 +219,8 @@ def rethreshold_times(video: Path, out: Path, args: argparse.Namespace) -> dict:
     from ..inference.command import detect
 
     shutil.rmtree(out, ignore_errors=True)
-    common = dict(out=out, checkpoint=args.checkpoint, device=args.device, batch_size=args.batch_size, progress=False)
+    common = dict(out=out, checkpoint=args.checkpoint, method="fedn", device=args.device, batch_size=args.batch_size,
+                  progress=False)
     _, first = _timed(lambda: detect([str(video)], **common))
     _, rerun = _timed(lambda: detect([str(video)], thresholds={"micro": 0.05, "macro": 0.1}, **common))
     return {"first_s": first, "rerun_s": rerun, "ratio": rerun / first, "target": TARGET_RETHRESHOLD,

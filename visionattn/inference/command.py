@@ -1,6 +1,7 @@
 """``visionattn detect``: facial expressions in anyone's video.
 
-    visionattn detect my_video.mp4 --out results                        # the bundled FEDN model
+    visionattn detect my_video.mp4 --out results                        # the appearance spotter (training-free)
+    visionattn detect my_video.mp4 --out results --method fedn          # the bundled FEDN model
     visionattn detect my_video.mp4 --out results --method flow          # training-free optical-flow spotter
     visionattn detect my_video.mp4 --out results --thresholds micro=0.2,macro=0.3   # re-scored from the cache
     visionattn detect clips/ --out results --report                     # a folder of videos; pages to look at
@@ -47,8 +48,13 @@ from ..utils.distributed import DEFAULT_TIMEOUT_MIN, launch_environment, local_d
 from ..utils.io import PathLike
 from .inputs import LIST_EXTENSIONS, VIDEO_EXTENSIONS, Clip, outputs_for
 
+METHODS = ("appearance", "fedn", "flow")
+DEFAULT_METHOD = "appearance"  # the best method on `visionattn benchmark-real` (docs/benchmarks_real.md)
+TRAINING_FREE = ("appearance", "flow")
+
 # flags a method does not use: method -> {flag: its value when not given}
-UNUSED_FLAGS = {"flow": {"--checkpoint": None, "--window": None, "--overlap": None, "--encoder-checkpoint": None}}
+UNUSED_FLAGS = {method: {"--checkpoint": None, "--window": None, "--overlap": None, "--encoder-checkpoint": None}
+                for method in TRAINING_FREE}
 
 INPUTS_HELP = f"""\
 VIDEO arguments (any number, mixed):
@@ -70,9 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = f"{INPUTS_HELP}\n\n{parser.epilog or ''}".rstrip()
     parser.add_argument("videos", nargs="+", metavar="VIDEO",
                         help="video files, frame folders, folders of videos, globs or lists (see below)")
-    parser.add_argument("--method", choices=("fedn", "flow"), default="fedn",
-                        help="fedn: the FEDN model of --checkpoint, or the bundled one; flow: the "
-                             "training-free optical-flow spotter")
+    parser.add_argument("--method", choices=METHODS, default=None,
+                        help=f"appearance: the training-free spotter reading the appearance network against the "
+                             f"face's own neutral, onsets confirmed by motion; fedn: the FEDN model of --checkpoint, "
+                             f"or the bundled one; flow: the training-free optical-flow spotter (default: "
+                             f"{DEFAULT_METHOD}, the best on `visionattn benchmark-real`; fedn with --checkpoint)")
     parser.add_argument("--checkpoint", default=None,
                         help="a `visionattn train` checkpoint (.ckpt) or detector record (default: the bundled model)")
     parser.add_argument("--gt", default=None, help="ground-truth CSV (`visionattn annotations` / evaluate layout) "
@@ -163,7 +171,7 @@ def summary_line(result) -> str:
             f"{found - micro} macro) in {result.duration_s:.1f} s ({result.method}){notes}")
 
 
-def detect(videos: Sequence[str], out: PathLike, checkpoint: Optional[PathLike] = None, method: str = "fedn",
+def detect(videos: Sequence[str], out: PathLike, checkpoint: Optional[PathLike] = None, method: Optional[str] = None,
            device: str = "auto", batch_size: int = 64, annotate: bool = False,
            thresholds: Optional[Dict[str, float]] = None, window: Optional[int] = None,
            overlap: Optional[int] = None, encoder_checkpoint: Optional[str] = None, gt: Optional[PathLike] = None,
@@ -173,12 +181,14 @@ def detect(videos: Sequence[str], out: PathLike, checkpoint: Optional[PathLike] 
     """Detect expressions in ``videos`` (expanded by :func:`.inputs.expand_videos`) and write each
     video's outputs into ``out``, then the batch's (:mod:`.batch`); returns the JSON paths of
     the videos this process did. The arguments are the command's flags (``thresholds``:
-    ``{type: level}``, key ``"*"`` for every type)."""
+    ``{type: level}``, key ``"*"`` for every type; ``method`` None: fedn with a checkpoint, else
+    :data:`DEFAULT_METHOD`)."""
     from .batch import run_batch
     from .detector import resolve_device
 
     if batch_size < 1:
         raise UserError(f"--batch-size {batch_size}: must be >= 1")
+    method = method or ("fedn" if checkpoint is not None else DEFAULT_METHOD)
     refuse_unused_flags(method, {"--checkpoint": checkpoint, "--window": window, "--overlap": overlap,
                                  "--encoder-checkpoint": encoder_checkpoint})
     part = VideoPart(fps, start, end)
@@ -273,12 +283,13 @@ def _detector(method: str, checkpoint: Optional[PathLike], device: str, batch_si
               thresholds: Optional[Dict[str, float]], window: Optional[int], overlap: Optional[int],
               encoder_checkpoint: Optional[str], face: str = "largest"):
     """The detector for ``method``."""
-    if method == "flow":
-        from .detector import FlowDetector
+    if method in TRAINING_FREE:
+        from .detector import AppearanceDetector, FlowDetector
 
-        return FlowDetector(batch_size=batch_size, device=device, thresholds=thresholds, face=face)
+        tool = AppearanceDetector if method == "appearance" else FlowDetector
+        return tool(batch_size=batch_size, device=device, thresholds=thresholds, face=face)
     if method != "fedn":
-        raise UserError(f"--method {method!r}: choose fedn or flow")
+        raise UserError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
     from .bundled import BUNDLED_MODEL, bundled_record
     from .detector import ExpressionDetector
     from .record import read_record

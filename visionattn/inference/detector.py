@@ -25,6 +25,7 @@ from ..features.settings import FeatureSettings
 from ..utils import UserError
 from ..utils.background import OrderedCalls, prefetched
 from ..models.mini_xception import FER_CLASSES
+from ..spotting.appearance import AppearanceSpotResult, AppearanceSpotterSettings, spot_appearance_rows
 from ..spotting.flow import FlowSpotResult, FlowSpotterSettings, emotion_probabilities, spot_flow_rows
 from .bundled import weights_digest
 from .record import DetectorRecord
@@ -137,7 +138,8 @@ class ExpressionDetector:
                              method=self.method, model=model, score_name=self.score_name)
         flow = spot_flow_on(scan) if set(scan.columns) == set(FLOW_COLUMNS) else None
         scores = best_scores(scan.candidates, scan.steps, len(names_t))
-        signals = scan.signals(scores, names_t, self.thresholds, self.score_name, flow)
+        motion = None if flow is None else np.where(flow.usable, flow.energy, np.nan)
+        signals = scan.signals(scores, names_t, self.thresholds, self.score_name, motion)
         return Decision(result, scan.source_boxes(), signals, scan)
 
     def detect(self, source: str, progress: bool = True, part: VideoPart = VideoPart()
@@ -149,26 +151,30 @@ class ExpressionDetector:
 
 
 class FlowDetector:
-    """The training-free spotter (:mod:`visionattn.spotting.flow`) on the default real-face
+    """The training-free flow spotter (:mod:`visionattn.spotting.flow`) on the default real-face
     features: the landmark front end, the motion stream, and the appearance network for the
     emotions. Videos are resampled to ``fps`` (the spotter's settings are in seconds, so any
-    rate works). Its one threshold is the apex level of the motion energy (``peak_k``, in noise
-    units), the same for both types (the type follows from the duration); ``thresholds`` may
-    give it per type only with one value."""
+    rate works). Its one threshold is the spotter's setting ``threshold_field`` (flow: the apex
+    level of the motion energy, ``peak_k``, in noise units), the same for both types (the type
+    follows from the duration); ``thresholds`` may give it per type only with one value.
+    Subclasses swap the spotter (:meth:`spot`)."""
 
     method = "flow"
-    score_name = "motion energy (noise units)"
+    name = "optical-flow spotter (training-free)"
+    score_name = "motion energy (noise units)"  # what the spotter thresholds, for the JSON and the timeline
+    default_settings = FlowSpotterSettings
+    threshold_field = "peak_k"
 
-    def __init__(self, settings: Optional[FlowSpotterSettings] = None, fps: float = DEFAULT_FPS,
-                 batch_size: int = 64, device: str = "cpu", thresholds: Optional[Mapping[str, float]] = None,
-                 face: str = "largest"):
-        self.spotter = settings or FlowSpotterSettings()
+    def __init__(self, settings=None, fps: float = DEFAULT_FPS, batch_size: int = 64, device: str = "cpu",
+                 thresholds: Optional[Mapping[str, float]] = None, face: str = "largest"):
+        self.spotter = settings or self.default_settings()
         if thresholds:
-            levels = set(thresholds.values())
+            current = float(getattr(self.spotter, self.threshold_field))
+            levels = set(per_type_thresholds({t: current for t in EXPRESSION_TYPES}, thresholds).values())
             if len(levels) > 1:
-                raise UserError(f"--thresholds {format_thresholds(thresholds)}: the flow method has one threshold, "
-                                f"on the motion energy, for every type; give one value")
-            self.spotter = replace(self.spotter, peak_k=float(levels.pop()))
+                raise UserError(f"--thresholds {format_thresholds(thresholds)}: the {self.method} method has one "
+                                f"threshold, on the {self.score_name}, for every type; give one value")
+            self.spotter = replace(self.spotter, **{self.threshold_field: float(levels.pop())})
         self.spotter.validate()
         self.fps, self.batch_size, self.face = fps, batch_size, face
         self.features = FeatureSettings(front_end="landmarks", streams=("motion", "appearance"))
@@ -176,7 +182,7 @@ class FlowDetector:
 
     @property
     def thresholds(self) -> Dict[str, float]:
-        return {t: float(self.spotter.peak_k) for t in EXPRESSION_TYPES}
+        return {t: float(getattr(self.spotter, self.threshold_field)) for t in EXPRESSION_TYPES}
 
     def signals_key(self) -> dict:
         """As :meth:`ExpressionDetector.signals_key`."""
@@ -185,7 +191,7 @@ class FlowDetector:
 
     def settings_key(self) -> dict:
         """As :meth:`ExpressionDetector.settings_key`, with a digest of the spotter's other settings."""
-        others = {k: v for k, v in asdict(self.spotter).items() if k != "peak_k"}
+        others = {k: v for k, v in asdict(self.spotter).items() if k != self.threshold_field}
         return {**self.signals_key(), "spotter": settings_key(others), "thresholds": self.thresholds}
 
     def scan(self, source: str, progress: bool = True, part: VideoPart = VideoPart()) -> "VideoScan":
@@ -193,16 +199,25 @@ class FlowDetector:
         return scan_video(source, self.features, self.fps, self.extractor, self.batch_size, lambda rows: None,
                           progress, keep=FLOW_COLUMNS, face=self.face, part=part)
 
+    def spot(self, scan: "VideoScan") -> FlowSpotResult:
+        """The spotter on a scan's rows."""
+        return spot_flow_on(scan, self.spotter)
+
+    @staticmethod
+    def motion_of(found) -> np.ndarray:
+        """``(T,)`` the face's motion in noise units (NaN where not usable), for the per-frame table."""
+        return np.where(found.usable, found.energy, np.nan)
+
     def decide(self, scan: "VideoScan") -> Decision:
         """As :meth:`ExpressionDetector.decide`."""
-        found = spot_flow_on(scan, self.spotter)
+        found = self.spot(scan)
         intervals = [i.as_tuple() for i in found.intervals] if scan.face_found else []
-        model = {"name": "optical-flow spotter (training-free)", "settings": found.settings,
+        model = {"name": self.name, "settings": found.settings,
                  "features": {"front_end": self.features.front_end, "motion_interval_s": self.features.motion_interval_s}}
         result = scan.result(intervals, {k: round(v, 4) for k, v in self.thresholds.items()}, method=self.method,
                              model=model, score_name=self.score_name)
-        energy = np.where(found.usable, found.energy, np.nan)
-        signals = scan.signals(energy, (), float(found.threshold), self.score_name, found)
+        score = np.where(found.usable, found.energy, np.nan)
+        signals = scan.signals(score, (), float(found.threshold), self.score_name, self.motion_of(found))
         return Decision(result, scan.source_boxes(), signals, scan)
 
     def detect(self, source: str, progress: bool = True, part: VideoPart = VideoPart()
@@ -210,6 +225,25 @@ class FlowDetector:
         """As :meth:`ExpressionDetector.detect`."""
         decision = self.decide(self.scan(source, progress, part))
         return decision.result, decision.boxes, decision.signals
+
+
+class AppearanceDetector(FlowDetector):
+    """The training-free appearance spotter (:mod:`visionattn.spotting.appearance`) on the same
+    features; its one threshold is ``peak_gain``, the emotion gain over the face's neutral."""
+
+    method = "appearance"
+    name = "appearance spotter (training-free)"
+    score_name = "emotion gain over the neutral face"
+    default_settings = AppearanceSpotterSettings
+    threshold_field = "peak_gain"
+
+    def spot(self, scan: "VideoScan") -> AppearanceSpotResult:
+        rows, layout = scan.rows()
+        return spot_appearance_rows(rows, layout, scan.cut_steps, scan.fps, self.spotter)
+
+    @staticmethod
+    def motion_of(found) -> np.ndarray:
+        return np.where(found.usable, found.motion, np.nan)
 
 
 def resolve_device(device: str) -> str:
@@ -319,19 +353,18 @@ class VideoScan:
         return emotion_probabilities(self.column("appearance_logits").reshape(self.steps, -1), self.present)
 
     def signals(self, scores: np.ndarray, score_names: Sequence[str], thresholds: Union[float, Mapping[str, float]],
-                score_label: str, flow: Optional[FlowSpotResult] = None) -> TimelineSignals:
+                score_label: str, motion: Optional[np.ndarray] = None) -> TimelineSignals:
         """The curves for the timeline and the per-frame table: ``scores`` ``(T,)`` or ``(T, K)``
         (what the method thresholds, one column per name in ``score_names``) and its
-        ``thresholds`` (one level, or one per name), the flow spotter's motion energy, the
-        appearance probabilities, face presence and boxes."""
-        energy = None if flow is None else np.where(flow.usable, flow.energy, np.nan)
+        ``thresholds`` (one level, or one per name), the face's motion energy ``(T,)`` in noise
+        units (NaN where unusable), the appearance probabilities, face presence and boxes."""
         boxes = np.array([b if b is not None else (np.nan,) * 4 for b in self.boxes], np.float64).reshape(-1, 4)
         return TimelineSignals(
             times_s=np.asarray(self.steps_time, float), score=scores, score_names=tuple(score_names),
             score_label=score_label, score_threshold=thresholds if isinstance(thresholds, float) else dict(thresholds),
             emotion_probs=self.emotion_probs(),
             emotion_names=FER_CLASSES, frames=np.array([self.number(i) for i in self.steps_source], np.int64),
-            motion_energy=energy, face_present=np.asarray(self.present, bool), face_boxes=boxes)
+            motion_energy=motion, face_present=np.asarray(self.present, bool), face_boxes=boxes)
 
     def to_arrays(self) -> Dict[str, np.ndarray]:
         """Plain arrays for a cache (:meth:`from_arrays` reads them back, with the probe's info)."""

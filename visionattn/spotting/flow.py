@@ -1,104 +1,11 @@
 """Training-free expression spotting on the facial motion stream (``visionattn detect --method flow``).
 
-A pure function of per-frame arrays, in the line of the MEGC baselines and the training-free
-ROI optical-flow spotter of Zhao et al. (ACM MM 2022): per-region motion signals, peaks judged
-against the shot's own noise level, intervals from where the motion rises and falls, type from
-the duration in seconds, emotion from the appearance network near the apex. No learning, no
-parameter chosen on any dataset: every default below is argued from what a facial movement is.
-
-Input
------
-``motion``: ``(T, 27)`` features of :mod:`visionattn.features.motion` — 9 regions
-(:data:`~visionattn.features.motion.REGION_NAMES`) x ``(dx, dy, mag)``, percent of the
-inter-ocular distance (IOD), region flow minus the nose's, measured between frame ``t - L`` and
-frame ``t`` with the lag ``L = max(1, round(interval_s * fps))``; the nose row holds the nose's
-raw flow (the head / alignment motion itself). ``valid``: ``(T,)`` bool, False where the stream
-wrote zeros (no face at ``t`` or ``t - L``, a cut between them, the first ``L`` frames).
-
-The decision signal
--------------------
-1. **Displacement, not velocity.** A feature ``g(t) = d(t) - d(t - L)`` is the change of the
-   region's position ``d`` over the lag, so an expression that rises, holds and relaxes shows as
-   two humps of opposite sign (rise and fall) with nothing in between while it is held. Summed
-   over a run of usable frames, the differences telescope::
-
-       X(t) = (1 / L) * sum_{s = a..t} g(s) = mean(d[t-L+1 .. t]) - mean(d[a-L .. a-1])
-
-   i.e. the region's displacement averaged over the last ``L`` frames, relative to the face at the
-   start of the run. Anything that is a per-frame *state* (the expression, and also the crop's
-   alignment jitter, which the differences carry as ``j(t) - j(t - L)``) telescopes instead of
-   accumulating; only the flow's own estimation error random-walks.
-2. **Lag correction.** ``X(t)`` is a box average of ``d`` over ``[t - L + 1, t]``, centred
-   ``(L - 1) / 2`` frames before ``t``; it is advanced by ``c = (L - 1) // 2`` frames so that the
-   displacement is placed on the frames where it happened (the last ``c`` frames of a run hold
-   the run's last value). Without it every interval would end ``c`` frames late.
-3. **Local neutral, at several scales.** An expression of duration ``D`` is a pulse in ``X``
-   that leaves and comes back; its neutral is the face just before and just after it. For each
-   rung ``D`` of a geometric ladder from ``min_duration_s`` to ``max_duration_s`` (ratio
-   ``scale_ratio``) the flank offset is ``h = (D + interval_s) / 2`` (half the pulse plus half
-   the box of step 2), and the contrast is taken against *both* flanks: where
-   ``X(t) - X(t - h)`` and ``X(t) - X(t + h)`` agree in sign, the smaller of the two, else 0
-   (the MEGC baseline's "current frame against the head and tail frames", made one-sided-safe).
-   A lasting change (a new head pose, a one-frame flow error, which the sum keeps for good, slow
-   drift) moves one flank only and gives nothing; the flow's random-walk error enters only over
-   ``h``, not over the whole video. Flanks beyond a run are its end frames.
-4. **The shot's own noise.** At every scale each used component ``(region, dx|dy)`` is divided
-   by the robust standard deviation (``1.4826 * MAD``, floored at ``min_noise`` % IOD so that a
-   perfectly still clip cannot turn quantisation into expressions) of the one-flank difference
-   ``X(t) - X(t -/+ h)``: the contrast exceeds ``k`` of these only if both flanks do. The MAD is
-   taken over the usable frames of each face span (one face, one shot) that has at least
-   ``span_noise_min_s`` of them, and over the whole video's for shorter spans: a quiet close-up and
-   a noisy wide shot of one film each get their own level. Expressions cover a small part of a
-   span that long, so the MAD sees the noise.
-5. **Energy** ``E(t) = max over scales and used regions of |(C_dx, C_dy)| / noise``, in noise
-   units (for Gaussian noise one region and flank exceed ``k`` with probability
-   ``exp(-k^2 / 2)``). The eyes are left out by default: a blink is a large, fast eye-region
-   movement that the MEGC ground truths do not count as an expression, and the published ROI
-   spotters mask the eyes for that reason. The ``mag`` columns are rates of deformation
-   (unsigned): they cannot be summed into a displacement and are not used.
-
-Head motion
------------
-Where the head (the nose's raw flow, ``|(dx, dy)|`` of the nose row) moves by more than
-``max(head_k * its noise, head_min)`` % IOD within the lag (its noise: the span's or the
-video's, as in step 4), alignment leaves parallax in every region's residual. Those frames
-(padded by ``head_pad_s``) contribute ``g = 0``: the face is taken not to change while the head
-moves. A head movement therefore never becomes an
-expression; an expression made during one is lost (refused rather than invented).
-
-Intervals
----------
-A candidate apex is a frame with ``E >= peak_k`` (strongest first), seen best at flank offset
-``h``. Its neutral is the straight line between ``X(apex - h)`` and ``X(apex + h)``; the
-expression's pattern is the normalised displacement vector at the apex over all used
-components, ``P``; its course is the projection ``a(t)`` of the normalised displacement on
-``P`` (noise: unit normal, whatever the number of regions moved), and the interval is the
-connected stretch around the apex, inside ``apex -/+ h``, where
-``a(t) >= max(edge_k, edge_fraction * a(apex))``: where the face is displaced *in the apex's
-direction* by more than the noise and by more than a tenth of the peak (a raised-cosine movement
-keeps 80 % of its span, plus about ``0.8 L`` from the box of step 2). Apexes inside an interval
-already taken are skipped. Intervals closer than ``merge_gap_s`` are merged when the union stays
-within ``max_duration_s``; then intervals shorter than ``min_duration_s`` or longer than
-``max_duration_s`` are dropped. Type: ``micro`` when ``(offset - onset + 1) / fps <=
-micro_max_s`` (0.5 s, the MEGC boundary), else ``macro``. Score: ``peak / (peak + peak_k)``
-with ``peak = E(apex)``: monotone in the peak's height, 0.5 at the threshold, below 1.
-
-Intervals never leave a *run*: a stretch of one face span of ``segments_ok`` whose frames'
-reference ``t - L`` lies in the same span (so a frame comparing faces of two tracks is never
-used, even without a cut between them), broken wherever more than ``max_bridge_s`` of frames
-are not ``valid``; the shorter invalid stretches inside it are bridged (zero motion) and never
-part of an interval.
-
-Emotion
--------
-``emotion_probs`` ``(T, 7)`` in ``FER_CLASSES`` order (angry, disgust, fear, happy, sad,
-surprise, neutral), NaN rows where there is no face. The 7 posteriors are summed into the 4 MEGC
-classes (negative = angry + disgust + fear + sad, positive = happy, surprise, others = neutral):
-the 4-class posterior. Averaged over ``emotion_window_s`` centred on the apex (inside the
-interval). With ``emotion_baseline`` the span's mean away from the detected intervals (this
-person's resting face, which FER often reads as sad or angry) is subtracted and the class that
-*gained* most wins, if it gained at least ``min_emotion_gain``, else ``others``; without a
-baseline the largest 4-class posterior wins. No probabilities: ``others``.
+Per-region displacement (the motion stream summed over runs of usable frames), contrasted with
+both flanks at a ladder of expression durations and judged against the shot's own noise level;
+intervals where the displacement follows the apex's pattern; type from the duration, emotion
+from the appearance network near the apex. A pure function of per-frame arrays, in the line of
+the MEGC baselines and the ROI optical-flow spotter of Zhao et al. (ACM MM 2022); nothing learnt.
+The derivation and the argument for each default: ``docs/flow_spotter.md``.
 """
 from __future__ import annotations
 
@@ -108,12 +15,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..data.annotations import EMOTIONS4
-from ..features.front_end import face_spans
 from ..features.motion import DEFAULT_INTERVAL_S, REFERENCE_REGION, REGION_NAMES, STATS
-from ..features.motion import feature_names as motion_feature_names
 from ..models.mini_xception import FER_CLASSES
 from ..utils import UserError
 from ..features.emotions import fer_to_megc
+from .streams import emotion_probabilities, feature_streams  # noqa: F401 (emotion_probabilities: re-exported)
 
 __all__ = ["FlowInterval", "FlowSpotResult", "FlowSpotterSettings", "motion_lag", "spot_flow"]
 
@@ -402,7 +308,7 @@ def spot_flow(
         if emotion_probs.shape != (n, len(FER_CLASSES)):
             raise ValueError(f"emotion_probs: expected shape ({n}, {len(FER_CLASSES)}), got {emotion_probs.shape}")
 
-    lag = motion_lag(s.interval_s, fps)
+    lag = motion_lag(s.interval_s, fps)  # the one place the spotter derives the lag
     spans = _face_spans(segments_ok, n)
     valid = valid & np.isfinite(motion).all(axis=1)
     runs = _usable_runs(valid, spans, lag, int(round(s.max_bridge_s * fps)))
@@ -568,26 +474,12 @@ def _label_emotions(intervals: List[FlowInterval], probs: np.ndarray, spans: Lis
     return out
 
 
-def emotion_probabilities(logits: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """Softmax ``(T, 7)`` float64 of the appearance network's logits ``(T, 7)`` (FER classes),
-    NaN rows where ``present`` ``(T,)`` is False (no face: the logits there are zeros)."""
-    logits = np.asarray(logits, np.float64)
-    probs = np.exp(logits - logits.max(1, keepdims=True))
-    probs /= probs.sum(1, keepdims=True)
-    probs[~np.asarray(present, bool)] = np.nan
-    return probs
-
-
 def spot_flow_rows(rows: np.ndarray, layout: Dict[str, Tuple[int, int]], cuts: Sequence[int], fps: float,
                    settings: Optional[FlowSpotterSettings] = None) -> "FlowSpotResult":
     """The flow spotter (``settings``, default: the defaults) on feature rows ``(T, D)`` of the landmark front end
     with the motion and appearance streams (``layout``: :attr:`FrameFeatureExtractor.layout`),
     ``cuts`` the rows right after a shot cut, rows at ``fps``: a
     :class:`~visionattn.spotting.flow.FlowSpotResult` in rows."""
-    def column(name: str) -> np.ndarray:
-        return np.asarray(rows[:, slice(*layout[name])], np.float32)
-
-    present = column("face")[:, 0] > 0.5
-    return spot_flow(column("motion").reshape(-1, len(motion_feature_names())), column("motion_valid")[:, 0] > 0.5, fps,
-                     segments_ok=face_spans(present, cuts),
-                     emotion_probs=emotion_probabilities(column("appearance_logits"), present), settings=settings)
+    streams = feature_streams(rows, layout, cuts)
+    return spot_flow(streams.motion, streams.valid, fps, segments_ok=streams.spans,
+                     emotion_probs=streams.emotion_probs, settings=settings)

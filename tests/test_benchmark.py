@@ -60,17 +60,18 @@ def test_fedn_scaling_benchmark_runs_both_attentions(tmp_path):
     assert "window attention peak memory" in (tmp_path / "fedn_scaling.md").read_text()
 
 
-def test_detect_speed_benchmark_times_both_methods(tmp_path):
+def test_detect_speed_benchmark_times_every_method(tmp_path):
     assert main(["benchmark-detect", "--out", str(tmp_path), "--seconds", "6"]) == 0
     report = json.loads((tmp_path / "detect_speed.json").read_text())
     assert report["frames"] == 180 and report["threads"] == 2 and report["face_size"] == 112
     stages = report["stages_fps"]
     assert set(stages) == {"decode", "face front end", "of which motion stream (optical flow)", "appearance network",
-                           "FEDN temporal", "flow spotter", "end to end, --method fedn", "end to end, --method flow"}
+                           "FEDN temporal", "flow spotter", "appearance spotter", "end to end, --method fedn",
+                           "end to end, --method flow", "end to end, --method appearance"}
     assert all(v > 0 for v in stages.values())
     # the motion stream runs inside the front end, so it cannot take longer than the front end
     assert stages["of which motion stream (optical flow)"] >= stages["face front end"]
-    for method in ("fedn", "flow"):
+    for method in ("fedn", "flow", "appearance"):
         factor = report["realtime_factor"][method]
         assert factor == pytest.approx(stages[f"end to end, --method {method}"] / 30.0)
         assert report["target_met"][method] == (factor >= 2.0)

@@ -223,8 +223,8 @@ def test_real_face_video_outputs_are_valid(runs, kind: str) -> None:
     assert signals.times_s[-1] <= 119 / 29.97 + 1e-3
     assert signals.frames.shape == (steps,) and signals.frames[0] == 1 and signals.frames[-1] == 120
     assert np.all(np.diff(signals.frames) >= 0)
-    # the score each method thresholded: flow's motion energy, FEDN's best candidate per type
-    assert signals.score is not None and signals.score.shape == ((steps,) if kind == "flow" else (steps, 2))
+    # the score each method thresholded: one curve for the training-free methods, FEDN's best candidate per type
+    assert signals.score is not None and signals.score.shape == ((steps,) if kind in ("flow", "appearance") else (steps, 2))
     probs = signals.emotion_probs
     assert probs is not None and probs.shape == (steps, 7)
     # appearance probabilities exist exactly on the steps whose frame had a face

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..data.frames import DEFAULT_FPS, VideoInfo, index_ranges, iter_timed_frames, probe, resample
+from ..features.contract import FeatureContract, Layout
 from ..features.extraction import FrameFeatureExtractor
 from ..features.front_end import face_spans
 from ..features.settings import FeatureSettings
@@ -54,18 +55,17 @@ class ExpressionDetector:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise UserError(f"--device {device}: CUDA is not available on this machine")
         self.record, self.device, self.batch_size, self.source = record, device, batch_size, source
-        self.fps = record.fps
         self.window = window or record.window
         self.overlap = overlap if overlap is not None else self.window // 4
         if not 0 <= self.overlap < self.window:
             raise UserError(f"overlap {self.overlap} must be in [0, window={self.window})")
         names = record.type_names
         self.thresholds = record.threshold_tuple() if threshold is None else (float(threshold),) * len(names)
-        settings = record.features
+        contract = record.contract
         if encoder_checkpoint is not None:
-            settings = replace(settings, checkpoint_path=encoder_checkpoint)
-        self.settings = settings
-        self.extractor = FrameFeatureExtractor(settings, device=device, batch_size=batch_size)
+            contract = replace(contract, settings=replace(contract.settings, checkpoint_path=encoder_checkpoint))
+        self.contract, self.settings = contract, contract.settings
+        self.extractor = FrameFeatureExtractor(contract.settings, device=device, batch_size=batch_size)
         self.model = record.build_model(device)
 
     def predict_window(self, features: torch.Tensor) -> dict:
@@ -79,8 +79,7 @@ class ExpressionDetector:
         appearance network's emotion probabilities, when the features have those streams)."""
         stitcher = WindowStitcher(self.predict_window, self.window, self.overlap, min_score=self.thresholds)
         keep = [c for c in FLOW_COLUMNS if c in self.extractor.layout]
-        scan = scan_video(source, self.settings, self.fps, self.extractor, self.batch_size, stitcher.push, progress,
-                          keep=keep)
+        scan = scan_video(source, self.contract, self.extractor, self.batch_size, stitcher.push, progress, keep=keep)
         found = scan.face_found
         detections = stitcher.finish() if found and scan.steps else []
         if self.settings.front_end == "landmarks":
@@ -92,40 +91,56 @@ class ExpressionDetector:
                  **{k: v for k, v in self.record.info.items() if k != "recipe"}}
         result = scan.result(found_intervals, {k: round(v, 4) for k, v in zip(names_t, self.thresholds)},
                              method="fedn", model=model)
-        energy = spot_flow_on(scan) if set(keep) == set(FLOW_COLUMNS) else None
+        energy = spot_flow_on(scan, self.contract) if set(keep) == set(FLOW_COLUMNS) else None
         return result, scan.source_boxes(), scan.signals(energy)
 
 
 class FlowDetector:
     """The training-free spotter (:mod:`.flow_spotter`) on the default real-face features: the
     landmark front end, the motion stream, and the appearance network for the emotions. Videos
-    are resampled to ``fps`` (the spotter's settings are in seconds, so any rate works)."""
+    are resampled to ``model_fps`` (the spotter's settings are in seconds, so any rate works)."""
 
-    def __init__(self, settings: Optional[FlowSpotterSettings] = None, fps: float = DEFAULT_FPS,
+    def __init__(self, settings: Optional[FlowSpotterSettings] = None, model_fps: float = DEFAULT_FPS,
                  batch_size: int = 64, device: str = "cpu"):
-        self.spotter = settings or FlowSpotterSettings()
+        self.contract = FeatureContract(FeatureSettings(front_end="landmarks", streams=("motion", "appearance")),
+                                        model_fps=model_fps)
+        self.spotter = flow_settings(self.contract, settings)
         self.spotter.validate()
-        self.fps, self.batch_size = fps, batch_size
-        self.features = FeatureSettings(front_end="landmarks", streams=("motion", "appearance"))
-        self.extractor = FrameFeatureExtractor(self.features, device=device, batch_size=batch_size)
+        self.batch_size = batch_size
+        self.extractor = FrameFeatureExtractor(self.contract.settings, device=device, batch_size=batch_size)
 
     def detect(self, source: str, progress: bool = True) -> Tuple[VideoResult, np.ndarray, TimelineSignals]:
         """As :meth:`ExpressionDetector.detect`."""
-        scan = scan_video(source, self.features, self.fps, self.extractor, self.batch_size, lambda rows: None,
-                          progress, keep=FLOW_COLUMNS)
-        found = spot_flow_on(scan, self.spotter)
+        scan = scan_video(source, self.contract, self.extractor, self.batch_size, lambda rows: None, progress,
+                          keep=FLOW_COLUMNS)
+        found = spot_flow_on(scan, self.contract, self.spotter)
         intervals = [i.as_tuple() for i in found.intervals] if scan.face_found else []
         model = {"name": "optical-flow spotter (training-free)", "settings": found.settings,
-                 "features": {"front_end": self.features.front_end, "motion_interval_s": self.features.motion_interval_s}}
+                 "features": {"front_end": self.contract.settings.front_end,
+                              "motion_interval_s": self.contract.motion_interval_s}}
         result = scan.result(intervals, {"motion energy (noise units)": round(found.threshold, 4)}, method="flow",
                              model=model)
         return result, scan.source_boxes(), scan.signals(found)
 
 
-def spot_flow_on(scan: "VideoScan", settings: Optional[FlowSpotterSettings] = None) -> FlowSpotResult:
+def flow_settings(contract: FeatureContract, settings: Optional[FlowSpotterSettings] = None) -> FlowSpotterSettings:
+    """The flow spotter's ``settings`` (default: its defaults) on the features of ``contract``:
+    its motion interval is the one the motion rows were made with."""
+    return replace(settings or FlowSpotterSettings(), interval_s=contract.motion_interval_s)
+
+
+def spot_flow_features(rows: np.ndarray, layout: Layout, cuts: Sequence[int], contract: FeatureContract,
+                       settings: Optional[FlowSpotterSettings] = None) -> FlowSpotResult:
+    """The flow spotter on feature rows of ``contract`` (``layout``: where the face, motion and
+    appearance columns are in ``rows``; ``cuts``: the rows right after a shot cut)."""
+    return spot_flow_rows(rows, layout, cuts, contract.model_fps, flow_settings(contract, settings))
+
+
+def spot_flow_on(scan: "VideoScan", contract: FeatureContract,
+                 settings: Optional[FlowSpotterSettings] = None) -> FlowSpotResult:
     """The flow spotter on a scan's kept face, motion and appearance columns."""
     rows, layout = scan.rows()
-    return spot_flow_rows(rows, layout, scan.cut_steps, scan.fps, settings)
+    return spot_flow_features(rows, layout, scan.cut_steps, contract, settings)
 
 
 def within_face_spans(detections: Sequence[D], spans: Sequence[Tuple[int, int]]) -> List[D]:
@@ -150,7 +165,7 @@ class VideoScan:
     whether a face was tracked, shot cuts, and the per-step columns ``keep`` asked for."""
 
     info: VideoInfo
-    fps: float
+    model_fps: float
     decoded: int = 0
     steps_source: List[int] = field(default_factory=list)
     steps_time: List[float] = field(default_factory=list)
@@ -214,11 +229,11 @@ class VideoScan:
                                      round(float(score), 4))
                     for on, off, kind, emotion, score in intervals]
         missing = sorted({self.number(self.steps_source[s]) for s, here in enumerate(self.present) if not here})
-        duration = (self.steps_time[-1] + 1.0 / self.fps) if self.steps_time else 0.0
+        duration = (self.steps_time[-1] + 1.0 / self.model_fps) if self.steps_time else 0.0
         return VideoResult(
             video=str(self.info.path), fps=self.info.fps, frame_count=self.decoded, duration_s=round(duration, 4),
             width=self.info.width, height=self.info.height, face_found=self.face_found, intervals=detected,
-            frames_without_face=index_ranges(missing), threshold=threshold, model_fps=self.fps,
+            frames_without_face=index_ranges(missing), threshold=threshold, model_fps=self.model_fps,
             method=method, model=model or {}, frame_numbering=self.frame_numbering,
             first_frame=self.number(self.info.frame_numbers[0] if self.info.frame_numbers else 0),
             shot_cuts=[self.number(self.steps_source[s]) for s in self.cut_steps],
@@ -238,28 +253,30 @@ class VideoScan:
         return boxes[np.maximum.accumulate(known)]
 
 
-def scan_video(source: str, settings: FeatureSettings, fps: float, extractor: FrameFeatureExtractor,
+def scan_video(source: str, contract: FeatureContract, extractor: FrameFeatureExtractor,
                batch_size: int, consume: Callable[[np.ndarray], None], progress: bool = True,
                keep: Sequence[str] = ()) -> VideoScan:
-    """One streaming pass: frames resampled to ``fps``, the face front end of ``settings``,
+    """One streaming pass: frames resampled to the contract's model rate, its face front end,
     feature rows in batches of ``batch_size`` handed to ``consume``; the columns named in
     ``keep`` (from ``extractor.layout``) are kept for the whole video."""
-    info = probe(source, fps=fps)
-    scan = VideoScan(info, fps, columns={name: [] for name in keep})
-    pipeline = settings.face_pipeline(fps)
+    model_fps = contract.model_fps
+    # A frame folder states no rate of its own: it is taken as already at the model rate.
+    info = probe(source, fps=model_fps)
+    scan = VideoScan(info, model_fps, columns={name: [] for name in keep})
+    pipeline = contract.face_pipeline()
     from tqdm import tqdm
 
     bar = tqdm(total=info.frame_count, unit="frame", desc=Path(source).name, disable=not progress,
                dynamic_ncols=True)
 
     def timed() -> Iterator[Tuple[int, float, np.ndarray]]:
-        for position, (index, seconds, image) in enumerate(iter_timed_frames(source, fps=fps)):
+        for position, (index, seconds, image) in enumerate(iter_timed_frames(source, fps=model_fps)):
             scan.decoded = position + 1
             bar.update(1)
             yield index, seconds, image
 
     def stepped() -> Iterator[Tuple[int, np.ndarray]]:
-        for step, index, seconds, image in resample(timed(), fps):
+        for step, index, seconds, image in resample(timed(), model_fps):
             scan.steps_source.append(index)
             scan.steps_time.append(seconds)
             yield step, image

@@ -109,7 +109,7 @@ import numpy as np
 
 from ..data.annotations import EMOTIONS4
 from ..features.front_end import face_spans
-from ..features.motion import DEFAULT_INTERVAL_S, REFERENCE_REGION, REGION_NAMES, STATS
+from ..features.motion import DEFAULT_INTERVAL_S, REFERENCE_REGION, REGION_NAMES, STATS, motion_lag
 from ..features.motion import feature_names as motion_feature_names
 from ..models.mini_xception import FER_CLASSES
 from ..utils import UserError
@@ -265,11 +265,6 @@ class FlowSpotResult:
             "head_motion_frames": int(self.head_motion.sum()),
             "settings": self.settings,
         }
-
-
-def motion_lag(interval_s: float, fps: float) -> int:
-    """The motion stream's lag in frames (as :class:`~visionattn.features.motion.FacialMotionStream`)."""
-    return max(1, int(round(interval_s * fps)))
 
 
 def _true_runs(mask: np.ndarray) -> List[Tuple[int, int]]:

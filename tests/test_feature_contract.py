@@ -68,6 +68,9 @@ def test_the_record_stores_the_contract_and_old_records_derive_it():
     stored["contract"] = dict(stored["contract"], model_fps=25.0)
     with pytest.raises(UserError, match="bad.pt: detector record's feature contract"):
         DetectorRecord.from_dict(stored, "bad.pt")
+    narrow = dict(old, model=dict(old["model"], feature_dim=100))
+    with pytest.raises(UserError, match=r"narrow.pt: malformed detector record \(100-wide feature rows"):
+        DetectorRecord.from_dict(narrow, "narrow.pt")
 
 
 def test_the_flow_spotter_takes_the_interval_of_the_features():

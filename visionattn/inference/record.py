@@ -108,10 +108,14 @@ class DetectorRecord:
                          info=dict(data.get("info") or {}))
         except (KeyError, TypeError, ValueError) as err:
             raise UserError(f"{where}: malformed detector record ({type(err).__name__}: {err})") from None
+        try:
+            derived = record.contract.to_dict()
+        except UserError as err:
+            raise UserError(f"{where}: malformed detector record ({err})") from None
         stored = data.get("contract")
-        if stored is not None and stored != record.contract.to_dict():
+        if stored is not None and stored != derived:
             raise UserError(f"{where}: detector record's feature contract {stored} does not match its features, "
-                            f"frame rate and model ({record.contract.to_dict()})")
+                            f"frame rate and model ({derived})")
         if set(record.thresholds) != set(record.type_names):
             raise UserError(f"{where}: detector record thresholds {sorted(record.thresholds)} do not match its "
                             f"types {list(record.type_names)}")

@@ -20,6 +20,7 @@ def test_naive_baseline_is_mca_s():
     torch.testing.assert_close(naive(x), fast(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_benchmark_cli_writes_table_and_json(tmp_path, capsys):
     rc = main(["benchmark", "--out", str(tmp_path), "--batch-sizes", "1", "2", "--img-size", "64",
                "--repeats", "1", "--train-batch-size", "2", "--train-img-size", "64", "--train-repeats", "1",
@@ -48,6 +49,7 @@ def test_benchmark_cli_writes_table_and_json(tmp_path, capsys):
     assert "resnet50+MCA-S (naive)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_fedn_scaling_benchmark_runs_both_attentions(tmp_path):
     rc = main(["benchmark-fedn-scaling", "--out", str(tmp_path), "--lengths", "256", "512", "--repeats", "1",
                "--embed-dim", "32", "--feature-dim", "16"])

@@ -63,6 +63,7 @@ def _cache_folder(root: Path) -> Path:
     return folders[0]
 
 
+@pytest.mark.slow
 def test_torchrun_splits_videos_each_cached_once_and_equal_to_one_process(tiny, reference):
     root, _, config = tiny
     env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS}

@@ -179,6 +179,7 @@ def cached_video(cache_root: Path, vid: str):
     return np.load(found[0], mmap_mode="r"), json.loads(found[0].with_suffix(".json").read_text())
 
 
+@pytest.mark.slow
 def test_loso_on_samm_layout_trains_at_30fps_and_scores_200fps_frames(tmp_path: Path, tiny_overrides) -> None:
     root, cache, out = tmp_path / "samm", tmp_path / "cache", tmp_path / "loso"
     write_samm_replica(root)

@@ -3,8 +3,13 @@ and under ``TYPE_CHECKING``, counts."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
-from typing import Dict, List, Set
+from typing import Dict, List, Sequence, Set
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "visionattn"
 
@@ -100,18 +105,194 @@ def test_no_import_cycle_between_subpackages():
     assert not cycle, " -> ".join(cycle)
 
 
+def upward_imports(graph: Dict[str, Set[str]], low: Sequence[str], high: Sequence[str]) -> List[str]:
+    """``"a imports [b, ...]"`` for every module of the subpackages ``low`` that imports one of ``high``."""
+    found = []
+    for module, targets in sorted(graph.items()):
+        if subpackage(module) in low:
+            bad = sorted(t for t in targets if subpackage(t) in high)
+            if bad:
+                found.append(f"{module} imports {bad}")
+    return found
+
+
+BELOW_TRAINING = ("inference", "spotting", "features", "faces", "data", "models", "layers", "evaluation")
+
+
+def test_finds_a_planted_upward_import():
+    graph = {"visionattn.spotting.flow": {"visionattn.features.motion", "visionattn.training.module"},
+             "visionattn.training.module": {"visionattn.spotting.flow"}}
+    assert upward_imports(graph, ("spotting",), ("inference", "training")) == [
+        "visionattn.spotting.flow imports ['visionattn.training.module']"]
+    assert upward_imports(graph, ("training",), ("inference",)) == []
+
+
 def test_detection_does_not_depend_on_training():
-    for module, targets in import_graph().items():
-        if subpackage(module) in ("inference", "spotting", "features", "faces", "data", "models", "layers",
-                                  "evaluation"):
-            bad = sorted(t for t in targets if subpackage(t) == "training")
-            assert not bad, f"{module} imports {bad}"
+    assert upward_imports(import_graph(), BELOW_TRAINING, ("training",)) == []
 
 
 def test_spotting_methods_sit_below_detection():
     """Spotting methods turn per-frame evidence into intervals; ``inference`` (the detect tool)
     wires them to a video, so the methods never import it."""
-    for module, targets in import_graph().items():
-        if subpackage(module) == "spotting":
-            bad = sorted(t for t in targets if subpackage(t) in ("inference", "training"))
-            assert not bad, f"{module} imports {bad}"
+    assert upward_imports(import_graph(), ("spotting",), ("inference", "training")) == []
+
+
+def test_models_sit_below_features():
+    """Models are what features feed (FEDN) or what makes them (the networks): features import
+    models, never the other way."""
+    assert upward_imports(import_graph(), ("models", "layers"), ("features", "faces")) == []
+
+
+# ------------------------------------------------------------------------------------------
+# One definition of the motion lag: the frames between a motion row's two faces.
+
+LAG_HOME = "visionattn.features.motion"
+
+
+def _mentions(node: ast.AST, word: str) -> bool:
+    """A bare name or attribute whose name contains ``word`` (``fps``, ``self.fps``, ``s.interval_s``)."""
+    name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+    return word in name.lower()
+
+
+def lag_definitions(source: str, module: str) -> List[str]:
+    """Where ``source`` defines a lag: a function with a name part ``lag`` (``motion_lag``, not
+    ``refuse_unused_flags``) that does not just hand over to ``motion_lag``, or a product of an
+    ``*interval*`` and an ``*fps*`` quantity (the lag's formula, ``round(interval_s * fps)``)
+    written outside such a function."""
+    found = []
+
+    def delegates(function: ast.AST) -> bool:
+        return any(isinstance(n, ast.Call) and _mentions(n.func, "motion_lag") for n in ast.walk(function))
+
+    def visit(node: ast.AST, in_lag_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            inside = in_lag_function
+            if (isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and "lag" in child.name.lower().split("_")
+                    and not delegates(child)):
+                found.append(f"{module}.{child.name} (line {child.lineno})")
+                inside = True
+            elif (isinstance(child, ast.BinOp) and isinstance(child.op, ast.Mult) and not in_lag_function
+                  and any(_mentions(a, "interval") and _mentions(b, "fps")
+                          for a, b in ((child.left, child.right), (child.right, child.left)))):
+                found.append(f"{module}: interval * fps at line {child.lineno}")
+            visit(child, inside)
+
+    visit(ast.parse(source), False)
+    return found
+
+
+def test_finds_a_planted_second_lag_formula():
+    home = "def motion_lag(interval_s, fps):\n    return max(1, int(round(interval_s * fps)))\n"
+    assert lag_definitions(home, LAG_HOME) == [f"{LAG_HOME}.motion_lag (line 1)"]
+    planted = "def spot(s, fps):\n    lag = max(1, round(s.interval_s * fps))\n    return lag\n"
+    assert lag_definitions(planted, "x") == ["x: interval * fps at line 2"]
+    assert lag_definitions("def refuse_unused_flags(flags):\n    return flags\n", "x") == []
+    assert lag_definitions("def frame_lag(a, b):\n    return a // b\n", "x") == ["x.frame_lag (line 1)"]
+    # a property that hands over to the one definition is a use, not a second definition
+    assert lag_definitions("class C:\n    def lag(self):\n        return motion_lag(self.i, self.fps)\n", "x") == []
+    # a different quantity built from the same two (the flow spotter's flank offsets) is not the lag
+    assert lag_definitions("h = round((d + s.interval_s) / 2 * fps)\n", "x") == []
+
+
+def test_one_definition_of_the_motion_lag():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        found += lag_definitions(path.read_text(encoding="utf-8"), module_name(path))
+    home = [f for f in found if f.startswith(f"{LAG_HOME}.motion_lag ")]
+    assert len(home) == 1, f"no {LAG_HOME}.motion_lag: {found}"
+    assert [f for f in found if f not in home] == []
+
+
+# ------------------------------------------------------------------------------------------
+# Host-library glue registers; it never changes the host's classes at import.
+
+HOSTS = ("mmdet", "mmcv", "mmengine", "timm", "torch", "lightning", "pytorch_lightning")
+
+
+def host_patches(source: str, module: str) -> List[str]:
+    """Assignments in ``source`` to an attribute of an object imported from a host library
+    (``ResNet.make_stage_plugins = f``, ``setattr(ResNet, ...)``, ``del mmdet.x``, also
+    ``import mmdet.models as m; m.ResNet.forward = f``)."""
+    tree = ast.parse(source)
+    hosted: Set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            hosted.update((a.asname or a.name).split(".")[0] for a in node.names if a.name.split(".")[0] in HOSTS)
+        elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] in HOSTS:
+            hosted.update(a.asname or a.name for a in node.names)
+
+    def root(node: ast.AST) -> str:
+        while isinstance(node, (ast.Attribute, ast.Subscript)):
+            node = node.value
+        return node.id if isinstance(node, ast.Name) else ""
+
+    found = []
+    for node in ast.walk(tree):
+        targets: List[ast.AST] = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        elif isinstance(node, ast.Delete):
+            targets = node.targets
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and node.func.id in ("setattr", "delattr") and node.args and root(node.args[0]) in hosted):
+            found.append((node.lineno, f"{module}: {node.func.id}({root(node.args[0])}, ...) at line {node.lineno}"))
+        for target in targets:
+            for t in ast.walk(target):
+                if isinstance(t, (ast.Attribute, ast.Subscript)) and root(t) in hosted:
+                    found.append((node.lineno, f"{module}: {ast.unparse(t)} assigned at line {node.lineno}"))
+                    break
+    return [text for _, text in sorted(found)]
+
+
+def test_finds_a_planted_host_patch():
+    planted = ("from mmdet.models.backbones.resnet import ResNet\n"
+               "import mmdet.models as mm\n"
+               "def _wrap():\n"
+               "    original = ResNet.make_stage_plugins\n"
+               "    ResNet.make_stage_plugins = lambda self, p, i: original(self, p, i)\n"
+               "mm.ResNet.forward = None\n"
+               "setattr(ResNet, 'x', 1)\n")
+    assert host_patches(planted, "x") == [
+        "x: ResNet.make_stage_plugins assigned at line 5", "x: mm.ResNet.forward assigned at line 6",
+        "x: setattr(ResNet, ...) at line 7"]
+    registering = ("from mmdet.models.backbones.resnet import ResNet\nfrom mmdet.registry import MODELS\n"
+                   "@MODELS.register_module()\nclass ResNetMCA(ResNet):\n    _abbr_ = 'r'\n"
+                   "    def make_stage_plugins(self, plugins, i):\n        self.seen = plugins\n"
+                   "        return super().make_stage_plugins(plugins, i)\n")
+    assert host_patches(registering, "x") == []
+
+
+def test_no_host_library_patched_at_import():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        found += host_patches(path.read_text(encoding="utf-8"), module_name(path))
+    assert found == []
+
+
+def test_importing_the_mmdet_glue_changes_no_mmdet_class():
+    """At run time too: every class mmdet's registry and backbones hold keeps every attribute."""
+    pytest.importorskip("mmdet", reason="mmdet is not installed (tools/install_mmdet.sh installs it)")
+    pytest.importorskip("mmcv.ops", reason="mmcv with compiled ops is not installed")
+    code = textwrap.dedent("""
+        import inspect, sys
+        import mmdet.models, mmdet.models.backbones.resnet as resnet
+        from mmdet.registry import MODELS
+        from mmdet.utils import register_all_modules
+        register_all_modules(init_default_scope=False)
+        classes = {c for c in MODELS.module_dict.values() if inspect.isclass(c)}
+        classes |= {c for _, c in inspect.getmembers(resnet, inspect.isclass)}
+        before = {(c, k): id(v) for c in classes for k, v in vars(c).items()}
+        import visionattn.mmdet
+        after = {(c, k): id(v) for c in classes for k, v in vars(c).items()}
+        changed = sorted(f"{c.__module__}.{c.__qualname__}.{k}" for c, k in set(before) ^ set(after)
+                         | {key for key in before if after.get(key) != before[key]})
+        assert not changed, changed
+        assert resnet.ResNet.make_stage_plugins.__module__ == "mmdet.models.backbones.resnet"
+        print(len(classes), "classes unchanged")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "classes unchanged" in done.stdout

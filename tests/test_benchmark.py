@@ -20,6 +20,7 @@ def test_naive_baseline_is_mca_s():
     torch.testing.assert_close(naive(x), fast(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_benchmark_cli_writes_table_and_json(tmp_path, capsys):
     rc = main(["benchmark", "--out", str(tmp_path), "--batch-sizes", "1", "2", "--img-size", "64",
                "--repeats", "1", "--train-batch-size", "2", "--train-img-size", "64", "--train-repeats", "1",
@@ -48,6 +49,7 @@ def test_benchmark_cli_writes_table_and_json(tmp_path, capsys):
     assert "resnet50+MCA-S (naive)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_fedn_scaling_benchmark_runs_both_attentions(tmp_path):
     rc = main(["benchmark-fedn-scaling", "--out", str(tmp_path), "--lengths", "256", "512", "--repeats", "1",
                "--embed-dim", "32", "--feature-dim", "16"])
@@ -129,10 +131,9 @@ def write_cached_features(cache_root, vid, rows, cuts=()):
     """A video's rows where the default features' cache keeps them, with the metadata of a video
     file read at its own 30 fps (rows are frames 0..n-1)."""
     from visionattn.data.cache import ArrayCache
-    from visionattn.features.extraction import feature_cache_key
-    from visionattn.features.settings import FeatureSettings
+    from visionattn.features.contract import FeatureContract
 
-    cache = ArrayCache(cache_root, feature_cache_key(FeatureSettings(), 30.0))
+    cache = ArrayCache(cache_root, FeatureContract().cache_key())
     cache.folder.mkdir(parents=True, exist_ok=True)
     np.save(cache.path(vid), rows)
     cache.write_meta(vid, {"kind": "video", "frame_ranges": [[0, len(rows) - 1]], "faces": {"cuts": list(cuts)}})
@@ -176,13 +177,12 @@ def test_flow_row_extracts_missing_default_features(tmp_path):
     """Without the FEDN rows' cache, the flow row makes the held-out videos' default features itself."""
     from visionattn.benchmarks.fedn_accuracy import flow_row, make_dataset
     from visionattn.data.cache import ArrayCache
-    from visionattn.features.extraction import feature_cache_key
-    from visionattn.features.settings import FeatureSettings
+    from visionattn.features.contract import FeatureContract
 
     make_dataset(tmp_path / "synth", subjects=1, videos=1, seconds=6.0, seed=0)
     record = flow_row(tmp_path, tmp_path / "synth", tmp_path / "cache", ["s15"])
     assert record["train_seconds"] == 0.0
-    cache = ArrayCache(tmp_path / "cache", feature_cache_key(FeatureSettings(), 30.0))
+    cache = ArrayCache(tmp_path / "cache", FeatureContract().cache_key())
     rows = cache.load("s15_0101")
     assert rows.shape == (180, 164) and rows[:, 0].max() == 1.0  # the face was found
     header = (tmp_path / "flow_training_free" / "predictions_test.csv").read_text().splitlines()[0]

@@ -12,7 +12,7 @@ import pytest
 from skimage import data
 
 from visionattn.data.cache import ArrayCache, cache_face_crops, settings_key
-from visionattn.data.faces import FaceDetector, FacePipeline
+from visionattn.faces.haar import FaceDetector, FacePipeline
 from visionattn.utils import UserError
 
 SETTINGS = {"size": 112, "margin": 0.2, "model": "crops"}

@@ -121,38 +121,25 @@ from visionattn.data.frames import iter_frames  # noqa: E402
 from visionattn.evaluation import read_intervals_csv  # noqa: E402
 from media import write_video  # noqa: E402
 
-TINY = {
-    "seed_everything": 0,
-    "trainer": {"accelerator": "cpu", "devices": 1, "max_epochs": 1, "enable_model_summary": False,
-                "logger": False, "enable_progress_bar": False},
-    "model": {"fedn": {"embed_dim": 32, "num_heads": 2, "num_levels": 4,
-                       "regression_ranges": [[0, 4], [4, 8], [8, 16], [16, 10000]],
-                       "pre_nms_threshold": 0.0, "score_floor": 0.0}},
-    # the default features: landmark front end, motion and appearance streams
-    "data": {"dataset": "synthetic", "features": {"face_size": 64, "detect_every": 10},
-             "val_subjects": 1, "window": 128, "windows_per_epoch": 4, "batch_size": 2},
-}
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, synth_dataset, tiny_recipe):
     """A FEDN trained for one epoch on a tiny synthetic mp4 dataset, and its test predictions."""
     root = tmp_path_factory.mktemp("detect")
-    assert main(["synth", "--out", str(root / "ds"), "--subjects", "3", "--videos-per-subject", "1",
-                 "--seconds", "12", "--seed", "3", "--format", "video"]) == 0
-    cfg = json.loads(json.dumps(TINY))
-    cfg["data"].update(root=str(root / "ds"), cache_root=str(root / "cache"), test_subjects=["s19"])
-    cfg["trainer"]["default_root_dir"] = str(root / "run")
+    dataset = synth_dataset(subjects=3, seconds=12, seed=3, video=True)
+    # the default features (landmark front end, motion and appearance streams); every detection kept
+    cfg = tiny_recipe(dataset, root, trainer={"max_epochs": 1, "logger": False, "enable_progress_bar": False},
+                      fedn={"pre_nms_threshold": 0.0, "score_floor": 0.0}, data={"test_subjects": ["s19"]})
     config = root / "tiny.yaml"
     config.write_text(yaml.safe_dump(cfg))
     assert main(["train", "fit", "--config", str(config)]) == 0
     ckpt = next((root / "run").rglob("*.ckpt"))
     assert main(["train", "test", "--config", str(config), f"--ckpt_path={ckpt}",
                  f"--model.predictions_dir={root / 'pred'}"]) == 0
-    video = next((root / "ds" / "rawpic" / "s19").glob("*.mp4"))
+    video = next((dataset / "rawpic" / "s19").glob("*.mp4"))
     return root, ckpt, video
 
 
+@pytest.mark.slow  # the trained fixture: synth + one training epoch, about 100 s
 def test_detect_matches_training_predictions_and_writes_every_output(trained, capsys) -> None:
     root, ckpt, video = trained
     out = root / "out"
@@ -178,6 +165,7 @@ def test_detect_matches_training_predictions_and_writes_every_output(trained, ca
     assert f": {n} {'expression' if n == 1 else 'expressions'} (" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # the trained fixture: synth + one training epoch, about 100 s
 def test_detect_windows_agree_with_one_pass(trained) -> None:
     root, ckpt, video = trained
     assert main(["detect", str(video), "--checkpoint", str(ckpt), "--out", str(root / "win"), "--window", "128",
@@ -193,6 +181,7 @@ def test_detect_windows_agree_with_one_pass(trained) -> None:
     assert all(any(abs(a - c) <= 3 and abs(b - d) <= 3 for c, d in found) for a, b in strong)
 
 
+@pytest.mark.slow  # the trained fixture: synth + one training epoch, about 100 s
 def test_bad_videos_are_named_and_the_rest_still_run(trained, tmp_path, capsys) -> None:
     root, ckpt, video = trained
     not_video = tmp_path / "notes.mp4"
@@ -219,6 +208,7 @@ def test_bad_videos_are_named_and_the_rest_still_run(trained, tmp_path, capsys) 
     assert (tmp_path / "out" / f"{video.stem}.json").is_file()  # the good video after the bad ones
 
 
+@pytest.mark.slow  # the trained fixture: synth + one training epoch, about 100 s
 def test_odd_frame_rate_is_resampled_to_the_model_rate(trained, tmp_path) -> None:
     root, ckpt, video = trained
     frames = [f for _, (_, f) in zip(range(150), iter_frames(video))]
@@ -234,6 +224,7 @@ def test_odd_frame_rate_is_resampled_to_the_model_rate(trained, tmp_path) -> Non
     cap.release()
 
 
+@pytest.mark.slow  # the trained fixture: synth + one training epoch, about 100 s
 def test_second_run_skips_finished_videos(trained, capsys) -> None:
     root, ckpt, video = trained
     args = ["detect", str(video), "--checkpoint", str(ckpt), "--out", str(root / "again"), "--no-progress"]
@@ -263,6 +254,7 @@ def test_checkpoint_from_before_the_record_is_refused_in_one_line(tmp_path, caps
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # the trained fixture: synth + one training epoch, about 100 s
 def test_record_of_an_unknown_version_is_refused(trained, tmp_path, capsys) -> None:
     from visionattn.inference.record import RECORD_KEY
 
@@ -276,6 +268,7 @@ def test_record_of_an_unknown_version_is_refused(trained, tmp_path, capsys) -> N
     assert len(err.splitlines()) == 1 and "version 99" in err
 
 
+@pytest.mark.slow  # the trained fixture: synth + one training epoch, about 100 s
 def test_record_round_trips_the_trained_model(trained, tmp_path) -> None:
     """The record alone (a small standalone file) rebuilds the network the checkpoint trained,
     with the thresholds chosen on validation and the feature settings the data was made with."""
@@ -302,6 +295,7 @@ def test_record_round_trips_the_trained_model(trained, tmp_path) -> None:
 OPENCV_DOC = Path("/usr/share/doc/opencv-doc/examples/data")
 
 
+@pytest.mark.slow  # the trained fixture: synth + one training epoch, about 100 s
 @pytest.mark.parametrize("name, has_face", [("Megamind.avi", True), ("vtest.avi", None)])
 def test_real_videos_from_opencv_doc(trained, tmp_path, name: str, has_face) -> None:
     video = OPENCV_DOC / name

@@ -46,17 +46,17 @@ class StandIn:
     It speaks the detectors' protocol: :meth:`scan` (the pass over the video, cached by
     ``visionattn detect``) and :meth:`decide`."""
 
-    method, fps, face = "fedn", 30.0, "largest"
+    method, model_fps, face = "fedn", 30.0, "largest"
     thresholds = {"micro": 0.5, "macro": 0.5}
 
     def signals_key(self) -> dict:
-        return {"method": self.method, "features": "stand-in", "fps": self.fps, "face": self.face}
+        return {"method": self.method, "features": "stand-in", "fps": self.model_fps, "face": self.face}
 
     def settings_key(self) -> dict:
         return {**self.signals_key(), "thresholds": self.thresholds}
 
     def scan(self, source, progress=True, part=VideoPart()):
-        fps = part.fps or self.fps
+        fps = part.fps or self.model_fps
         frames = [(i, t) for i, t, _ in iter_timed_frames(source, fps=fps, start_s=part.start_s, end_s=part.end_s)]
         path = Path(source)
         if os.environ.get("STANDIN_FAIL") and path.stem == os.environ["STANDIN_FAIL"]:
@@ -64,7 +64,7 @@ class StandIn:
         with open(os.environ.get("STANDIN_LOG", os.devnull), "a") as log:
             log.write(f"{os.environ.get('RANK', '0')} {path}\n")
         n = len(frames)
-        return VideoScan(probe(source, fps=fps), self.fps, part=part, decoded=n, first_index=frames[0][0],
+        return VideoScan(probe(source, fps=fps), self.model_fps, part=part, decoded=n, first_index=frames[0][0],
                          steps_source=[i for i, _ in frames], steps_time=[t for _, t in frames], boxes=[None] * n,
                          present=[True] * n, face_found=True)
 

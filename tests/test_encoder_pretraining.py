@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 import torch
 
-from visionattn.cli import main
 from visionattn.data.annotations import expression_profile
 from visionattn.data.cache import settings_key
 from visionattn.features import pretraining as ep
@@ -57,10 +56,10 @@ def test_augment_keeps_images_valid_and_differs_per_sample():
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
+def dataset(tmp_path_factory, synth_dataset):
+    """A work folder whose ``ds`` is the shared synthetic dataset of 4 subjects (mp4 files)."""
     root = tmp_path_factory.mktemp("pretrain")
-    assert main(["synth", "--out", str(root / "ds"), "--subjects", "4", "--videos-per-subject", "1",
-                 "--seconds", "10", "--seed", "3", "--format", "video"]) == 0
+    (root / "ds").symlink_to(synth_dataset(subjects=4, seconds=10, seed=3, video=True), target_is_directory=True)
     return root
 
 
@@ -74,6 +73,7 @@ def datamodule(root, **kw):
     return ExpressionDataModule(str(root / "ds"), cache_root=str(root / "cache"), val_subjects=1, window=64, **kw)
 
 
+@pytest.mark.slow
 def test_encoder_learns_from_training_subjects_only(dataset):
     dm = datamodule(dataset, features=settings())
     dm.prepare_data()

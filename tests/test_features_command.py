@@ -28,33 +28,32 @@ def single_process(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tmp_path_factory, synth_dataset, tiny_recipe):
+    """``(work folder, dataset, config)``: the tiny recipe's data section on a synthetic dataset
+    (`visionattn synth`'s shortest videos: 10 s, 300 frames at 30 fps)."""
     root = tmp_path_factory.mktemp("features")
-    # `visionattn synth`'s shortest videos are 10 s (300 frames at 30 fps)
-    assert main(["synth", "--out", str(root / "ds"), "--subjects", "3", "--videos-per-subject", "1",
-                 "--seconds", "10", "--seed", "2"]) == 0
-    cfg = {"data": {"dataset": "synthetic", "root": str(root / "ds"), "cache_root": str(root / "cache"),
-                    "features": {"face_size": 64, "detect_every": 10}, "val_subjects": 1}}
+    dataset = synth_dataset(subjects=3, seconds=10, seed=2)
     config = root / "tiny.yaml"
-    config.write_text(yaml.safe_dump(cfg))
-    return root, config
+    config.write_text(yaml.safe_dump({"data": tiny_recipe(dataset, root)["data"]}))
+    return root, dataset, config
 
 
 @pytest.fixture(scope="module")
 def reference(tiny):
     """Single-process features of every video, made by the extraction library directly from the
     CAS(ME)^2 folder layout (rawpic/s15/15_0101<emotion>/img<n>.jpg -> video id s15_0101)."""
+    from visionattn.features.contract import FeatureContract
     from visionattn.features.extraction import extract_features
     from visionattn.features.settings import FeatureSettings
 
-    root, _ = tiny
+    root, dataset, _ = tiny
     sources = {}
-    for folder in sorted((root / "ds" / "rawpic").glob("s*/*")):
+    for folder in sorted((dataset / "rawpic").glob("s*/*")):
         code = re.match(r"\d+_(\d{4})", folder.name).group(1)
         sources[f"{folder.parent.name}_{code}"] = (str(folder), 30.0)
     assert set(sources) == VIDEOS
-    cache = extract_features(sources, root / "ref_cache", FeatureSettings(face_size=64, detect_every=10),
-                             progress=False)
+    settings = FeatureSettings.from_dict(yaml.safe_load(tiny[2].read_text())["data"]["features"])
+    cache = extract_features(sources, root / "ref_cache", FeatureContract(settings), progress=False)
     return {vid: (np.asarray(cache.load(vid), np.float32), cache.load_meta(vid)) for vid in sources}
 
 
@@ -64,8 +63,9 @@ def _cache_folder(root: Path) -> Path:
     return folders[0]
 
 
+@pytest.mark.slow
 def test_torchrun_splits_videos_each_cached_once_and_equal_to_one_process(tiny, reference):
-    root, config = tiny
+    root, _, config = tiny
     env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS}
     env["PYTHONWARNINGS"] = "ignore"
     run = subprocess.run(
@@ -97,7 +97,7 @@ def test_torchrun_splits_videos_each_cached_once_and_equal_to_one_process(tiny, 
 
 
 def test_rerun_extracts_only_the_missing_video(tiny, reference, capsys):
-    root, config = tiny
+    root, _, config = tiny
     if len(list((root / "cache").glob("*/*.npy"))) < 3:  # run alone: fill the cache first
         assert main(["features", "--config", str(config), "--no-progress"]) == 0
     folder = _cache_folder(root)
@@ -114,7 +114,7 @@ def test_rerun_extracts_only_the_missing_video(tiny, reference, capsys):
 
 
 def test_config_mistakes_are_one_line_errors(tiny, capsys):
-    root, config = tiny
+    root, _, config = tiny
 
     def error_lines():
         # (other lines may be logging's complaints about an earlier test's captured stream)

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from visionattn.models.fedn import FEDN, FEDNConfig, FrameEncoder
+from visionattn.features.frame_encoder import FrameEncoder
+from visionattn.models.fedn import FEDN, FEDNConfig
 from visionattn.models.fedn.heads import FEDNHeads
 from visionattn.models.fedn.losses import diou_loss_1d, sigmoid_focal_loss
 from visionattn.models.fedn.neck import TemporalPyramidNeck

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from skimage import data
 
-from visionattn.data import faces as faces_module
+from visionattn.faces import haar as faces_module
 from visionattn.data import frames as frames_module
-from visionattn.data.faces import BoxSmoother, FaceDetector, FacePipeline, FaceReport, crop_square
+from visionattn.faces.haar import BoxSmoother, FaceDetector, FacePipeline, FaceReport, crop_square
 from visionattn.data.frames import expand_ranges, index_ranges, iter_frames, probe
 from visionattn.utils import UserError
 

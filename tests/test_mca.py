@@ -1,5 +1,4 @@
 """MomentChannelAttention against the published formulation, written out independently."""
-import math
 
 import numpy as np
 import pytest
@@ -108,11 +107,13 @@ def test_one_conv1d_with_m_times_k_plus_one_parameters(variant, m):
     assert sum(p.numel() for p in mca.parameters()) == m * 7 + 1
 
 
-def test_in_channels_alias_and_factory_kwargs():
-    mca = MomentChannelAttention(in_channels=128, variant="T", kernel_size="auto", dtype=torch.float64)
+def test_factory_kwargs_and_no_host_library_names():
+    mca = MomentChannelAttention(channels=128, variant="T", kernel_size="auto", dtype=torch.float64)
     assert mca.channels == 128 and mca.cmc.weight.dtype == torch.float64
-    with pytest.raises(ValueError, match="disagree"):
-        MomentChannelAttention(64, in_channels=32)
+    # mmdet's conventions (the `_abbr_` module name, the `in_channels` argument) live in visionattn.mmdet
+    assert not hasattr(MomentChannelAttention, "_abbr_")
+    with pytest.raises(TypeError):
+        MomentChannelAttention(in_channels=32)
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -31,7 +31,7 @@ from mmdet.utils import register_all_modules  # noqa: E402
 
 import visionattn  # noqa: E402,F401
 import visionattn.mmdet  # noqa: E402,F401
-from visionattn.mmdet import MCAPlugin  # noqa: E402
+from visionattn.mmdet import MCAPlugin, ResNetMCA  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -201,10 +201,13 @@ def test_configs_complete_and_local_weights_only():
         backbone = cfg.model.backbone
         variant = name.split("-mca-")[1][0].upper()
         depth = int(name.split("_r")[1].split("-")[0])
-        assert backbone.type == "ResNet" and backbone.depth == depth, name
-        (plugin,) = backbone.plugins
-        assert plugin.position == "after_conv3" and plugin.cfg.variant == variant, name
-        assert plugin.cfg.kernel_size == {"E": 11, "S": 3}[variant], name
+        assert backbone.type == "ResNetMCA" and backbone.depth == depth, name
+        assert "plugins" not in backbone, name  # MCA comes from the backbone type, at its default slot
+        assert backbone.mca == dict(variant=variant, kernel_size={"E": 11, "S": 3}[variant]), name
+        model = MODELS.build(dict(backbone, init_cfg=None))
+        assert model.plugins[-1]["position"] == "after_conv3" and model.plugins[-1]["stages"] == (True,) * 4
+        assert sum(isinstance(m, MCAPlugin) for m in model.modules()) == {50: 16, 101: 33}[depth], name
+        assert model.layer1[0].mca.moments == {"E": ["mean", "std"], "S": ["mean", "skew"]}[variant], name
         # nothing is downloaded at run time: a local path from tools/convert_timm_to_mmdet.py
         assert backbone.init_cfg.type == "Pretrained", name
         assert backbone.init_cfg.checkpoint == f"checkpoints/resnet{depth}_mca_{variant.lower()}_mmdet.pth"
@@ -223,15 +226,24 @@ def test_import_visionattn_does_not_import_mmdet_glue():
 
 
 # ------------------------------------------------------------------------------------------
-# The plugin inside mmdet's ResNet.
+# ResNetMCA: mmdet's ResNet with the plugin in its Bottlenecks.
 
 def build_resnet(variant="S", position="after_conv3", kernel_size=None, **kwargs):
-    cfg = dict(type="MomentChannelAttention", variant=variant)
+    mca = dict(variant=variant)
     if kernel_size is not None:
-        cfg["kernel_size"] = kernel_size
-    return MODELS.build(dict(
-        type="ResNet", depth=50, out_indices=(0, 1, 2, 3),
-        plugins=[dict(cfg=cfg, stages=(True, True, True, True), position=position)], **kwargs))
+        mca["kernel_size"] = kernel_size
+    return MODELS.build(dict(type="ResNetMCA", depth=50, out_indices=(0, 1, 2, 3), mca=mca, mca_position=position,
+                             **kwargs))
+
+
+def test_plain_resnet_takes_the_plugin_the_mmdet_way():
+    """mmdet's own ResNet, untouched, builds MCAPlugin from a ``plugins`` list (no validation)."""
+    model = MODELS.build(dict(type="ResNet", depth=50, plugins=[
+        dict(cfg=dict(type="MomentChannelAttention", variant="E"), stages=(False, True, True, True),
+             position="after_conv3")]))
+    assert type(model).__name__ == "ResNet" and not isinstance(model, ResNetMCA)
+    assert not hasattr(model.layer1[0], "mca") and isinstance(model.layer2[0].mca, MCAPlugin)
+    assert model.layer2[0].mca.channels == 512
 
 
 @pytest.mark.parametrize("position,channels", [("after_conv3", 256), ("after_conv2", 64)])
@@ -260,6 +272,7 @@ def test_plugin_positions_and_variants(position, channels, variant, kernel_size,
 def test_plugin_registered_under_both_names():
     assert MODELS.get("MomentChannelAttention") is MCAPlugin
     assert MODELS.get("MCA") is MCAPlugin
+    assert MODELS.get("ResNetMCA") is ResNetMCA
     assert MCAPlugin._abbr_ == "mca"
 
 
@@ -303,22 +316,19 @@ def test_bad_position_names_key_and_allowed_values():
     # the same through a detector config
     cfg = Config.fromfile(CONFIGS / "faster-rcnn_r50-mca-s_fpn_1x_coco.py")
     cfg.model.backbone.init_cfg = None
-    cfg.model.backbone.plugins[0].position = "before_conv1"
+    cfg.model.backbone.mca_position = "before_conv1"
     with pytest.raises(ValueError, match=r"position='before_conv1' is not allowed"):
         MODELS.build(cfg.model)
 
 
 def test_plugins_need_bottleneck_and_distinct_names():
     with pytest.raises(ValueError, match=r"BasicBlock.*depth 50, 101 or 152"):
-        MODELS.build(dict(type="ResNet", depth=18, plugins=[
-            dict(cfg=dict(type="MCA"), position="after_conv3")]))
+        MODELS.build(dict(type="ResNetMCA", depth=18, mca=dict()))
     with pytest.raises(ValueError, match=r"distinct cfg 'postfix'"):
-        MODELS.build(dict(type="ResNet", depth=50, plugins=[
-            dict(cfg=dict(type="MCA"), position="after_conv2"),
-            dict(cfg=dict(type="MCA"), position="after_conv3")]))
-    model = MODELS.build(dict(type="ResNet", depth=50, plugins=[
-        dict(cfg=dict(type="MCA", variant="E"), position="after_conv2"),
-        dict(cfg=dict(type="MCA", postfix="_out"), position="after_conv3")]))
+        MODELS.build(dict(type="ResNetMCA", depth=50, mca=dict(), plugins=[
+            dict(cfg=dict(type="MCA"), position="after_conv2")]))
+    model = MODELS.build(dict(type="ResNetMCA", depth=50, mca=dict(postfix="_out"), plugins=[
+        dict(cfg=dict(type="MCA", variant="E"), position="after_conv2")]))
     assert isinstance(model.layer3[2].mca, MCAPlugin) and isinstance(model.layer3[2].mca_out, MCAPlugin)
 
 
@@ -357,10 +367,9 @@ def test_converter_same_features(tmp_path, timm_name, mmdet_args):
     assert "layer1.0.mca.cmc.weight" in ckpt["state_dict"]
     assert ckpt["meta"]["mmdet_backbone"]["depth"] == 50
 
-    plugin = dict(type="MomentChannelAttention", **mmdet_args.pop("plugin"))
+    assert ckpt["meta"]["mmdet_backbone"]["type"] == "ResNetMCA"
     mm = MODELS.build(dict(
-        type="ResNet", depth=50, out_indices=(0, 1, 2, 3), **mmdet_args,
-        plugins=[dict(cfg=plugin, stages=(True, True, True, True), position="after_conv3")],
+        type="ResNetMCA", depth=50, out_indices=(0, 1, 2, 3), mca=mmdet_args.pop("plugin"), **mmdet_args,
         init_cfg=dict(type="Pretrained", checkpoint=str(dst))))
     mm.init_weights()  # loads the converted weights (after the plugin's own init)
     mm_sd = mm.state_dict()

@@ -106,7 +106,7 @@ def test_200fps_folder_resampled_to_30fps_keeps_nearest_source_frames(tmp_path: 
     cache = ArrayCache(tmp_path / "cache", {"test": "resample"})
     shown = lambda items: np.array([[read_number(item.image)] for item in items], np.int32)  # noqa: E731
     rows, report = cache_face_rows(folder, cache, "006_1", PassThrough(), shown, (1,), np.int32, chunk=4,
-                                   fps=SAMM_FPS, step_fps=MODEL_FPS)
+                                   source_fps=SAMM_FPS, model_fps=MODEL_FPS)
     rows = np.asarray(rows)[:, 0]
     # about T * 30 / 200 rows: 101 -> 15.15, 100 -> 15, 45 -> 6.75
     assert abs(len(rows) - n_frames * MODEL_FPS / SAMM_FPS) <= 1
@@ -168,14 +168,8 @@ def write_samm_replica(root: Path) -> None:
     write_samm(root, rows, name="SAMM_LongVideos_V3_Release.xlsx")
 
 
-TINY = [
-    "--trainer.max_epochs=1", "--trainer.logger=false", "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false", "--trainer.log_every_n_steps=1",
-    "--model.fedn.embed_dim=32", "--model.fedn.num_heads=2", "--model.fedn.num_levels=4",
-    "--model.fedn.regression_ranges=[[0, 4], [4, 8], [8, 16], [16, 10000]]",
-    "--data.features.face_size=64", "--data.features.detect_every=10",
-    "--data.val_subjects=1", "--data.window=64", "--data.windows_per_epoch=4", "--data.batch_size=2",
-]
+TRAINER = ["--trainer.max_epochs=1", "--trainer.logger=false", "--trainer.enable_progress_bar=false",
+           "--trainer.enable_model_summary=false", "--trainer.log_every_n_steps=1"]
 
 
 def cached_video(cache_root: Path, vid: str):
@@ -185,12 +179,14 @@ def cached_video(cache_root: Path, vid: str):
     return np.load(found[0], mmap_mode="r"), json.loads(found[0].with_suffix(".json").read_text())
 
 
-def test_loso_on_samm_layout_trains_at_30fps_and_scores_200fps_frames(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_loso_on_samm_layout_trains_at_30fps_and_scores_200fps_frames(tmp_path: Path, tiny_overrides) -> None:
     root, cache, out = tmp_path / "samm", tmp_path / "cache", tmp_path / "loso"
     write_samm_replica(root)
     assert main(["loso", "--config", str(REPO / "configs/fedn/base.yaml"),
                  "--config", str(REPO / "configs/fedn/samm.yaml"), "--out", str(out), "--",
-                 f"--data.root={root}", f"--data.cache_root={cache}", *TINY]) == 0
+                 f"--data.root={root}", f"--data.cache_root={cache}", *TRAINER,
+                 *tiny_overrides(window=64)]) == 0
     assert json.loads((out / "report.json").read_text())["spotting"]["overall"].keys() >= {"f1", "precision"}
 
     frame_numbers = {}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from visionattn.features.extraction import feature_layout, stream_columns
+from visionattn.features.contract import FeatureContract, feature_layout
 from visionattn.features.settings import FeatureSettings
 from visionattn.training.datamodule import ExpressionDataModule, TrainWindows, VideoRecord
 from visionattn.utils import UserError
@@ -18,15 +18,17 @@ def test_layout_of_the_default_features():
     assert feature_layout(FeatureSettings()) == {
         "face": (0, 1), "motion_valid": (1, 2), "motion": (2, 29),
         "appearance_logits": (29, 36), "appearance_embedding": (36, 164)}
-    assert stream_columns(FeatureSettings(), 164) == {"motion": (2, 29), "appearance": (29, 164)}
+    assert FeatureContract().stream_columns() == {"motion": (2, 29), "appearance": (29, 164)}
 
 
 def test_layout_follows_the_stream_order_and_the_encoder_width():
     settings = FeatureSettings(streams=("appearance", "encoder", "motion"))
-    assert stream_columns(settings, 2 + 135 + 512 + 27) == {
+    assert FeatureContract.for_rows(settings, 30.0, 2 + 135 + 512 + 27).stream_columns() == {
         "appearance": (2, 137), "encoder": (137, 649), "motion": (649, 676)}
     haar = FeatureSettings(front_end="haar", streams=("encoder",))
-    assert stream_columns(haar, 512) == {"encoder": (0, 512)}
+    assert FeatureContract.for_rows(haar, 30.0, 512).stream_columns() == {"encoder": (0, 512)}
+    with pytest.raises(UserError, match="165-wide feature rows do not fit"):
+        FeatureContract.for_rows(FeatureSettings(), 30.0, 165)
 
 
 def _video(rows: int = 400, dim: int = 164) -> VideoRecord:
@@ -38,7 +40,7 @@ def _video(rows: int = 400, dim: int = 164) -> VideoRecord:
 
 def _windows(p: float, n: int = 400):
     torch.manual_seed(0)
-    streams = list(stream_columns(FeatureSettings(), 164).values())
+    streams = list(FeatureContract().stream_columns().values())
     ds = TrainWindows([_video()], window=64, length=n, streams=streams, stream_dropout=p)
     return [ds[i]["features"] for i in range(n)]
 

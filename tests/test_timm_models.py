@@ -16,6 +16,8 @@ EXPECTED = sorted(
     + ["shufflenetv2_x1_0_mca_e", "shufflenetv2_x1_0_mca_s"]
 )
 SMALL = 64  # timm tests run at reduced resolution too
+# ResNet-152 takes 30-65 s a call in the four tests marked with it (measured on 2 shared cores)
+SLOW_BIG = [pytest.param(n, marks=pytest.mark.slow) if n.startswith("resnet152") else n for n in NAMES]
 
 
 def test_registry_lists_exactly_the_mca_models():
@@ -67,7 +69,7 @@ def test_shufflenet_mca_before_every_channel_shuffle(variant):
     assert PARAM_COUNTS[f"shufflenetv2_x1_0_mca_{variant}"] == plain + 16 * per_unit
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SLOW_BIG)
 @pytest.mark.parametrize("zero_init_last", [True, False])
 def test_forward_backward_small_resolution(name, zero_init_last):
     # zero_init_last (timm's default) makes every block's pre-attention output constant at
@@ -115,7 +117,7 @@ def test_features_only_matches_feature_info(name):
     assert sub.feature_info.channels() == info.channels()[2:4]
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SLOW_BIG)
 def test_forward_intermediates(name):
     model = timm.create_model(name).eval()
     x = torch.randn(1, 3, SMALL, SMALL)
@@ -148,7 +150,7 @@ def test_in_place_inference_matches_autograd_forward(name):
     torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SLOW_BIG)
 def test_torchscript_matches_eager(name):
     model = timm.create_model(name).eval()
     scripted = torch.jit.script(model)
@@ -157,7 +159,7 @@ def test_torchscript_matches_eager(name):
         torch.testing.assert_close(scripted(x), model(x), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SLOW_BIG)
 def test_grad_checkpointing_same_result(name):
     model = timm.create_model(name, num_classes=4).eval()  # eval: BatchNorm stats stay put
     x = torch.randn(2, 3, SMALL, SMALL, requires_grad=True)

@@ -3,7 +3,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -11,37 +10,21 @@ import yaml
 from visionattn.cli import main
 from visionattn.evaluation import read_intervals_csv
 
-TINY = {
-    "seed_everything": 0,
-    "trainer": {
-        "accelerator": "cpu", "devices": 1, "max_epochs": 2, "log_every_n_steps": 1,
-        "enable_model_summary": False,
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, synth_dataset, tiny_recipe):
+    root = tmp_path_factory.mktemp("fedn")
+    cfg = tiny_recipe(synth_dataset(subjects=3, seconds=10, seed=2), root, trainer={
+        "max_epochs": 2, "log_every_n_steps": 1,
         "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
                        "init_args": {"monitor": "val/f1", "mode": "max", "save_last": True}}],
-    },
-    "model": {"fedn": {"embed_dim": 32, "num_heads": 2, "num_levels": 4,
-                       "regression_ranges": [[0, 4], [4, 8], [8, 16], [16, 10000]]}},
-    "data": {"dataset": "synthetic", "features": {"face_size": 64, "detect_every": 10},
-             "val_subjects": 1, "window": 128, "windows_per_epoch": 4, "batch_size": 2},
-}
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fedn")
-    assert main(["synth", "--out", str(root / "ds"), "--subjects", "3", "--videos-per-subject", "1",
-                 "--seconds", "10", "--seed", "2"]) == 0
-    cfg = json.loads(json.dumps(TINY))
-    cfg["data"].update(root=str(root / "ds"), cache_root=str(root / "cache"))
-    cfg["trainer"]["default_root_dir"] = str(root / "run")
-    cfg["trainer"]["logger"] = [
-        {"class_path": f"lightning.pytorch.loggers.{name}", "init_args": {"save_dir": str(root / "run")}}
-        for name in ("CSVLogger", "TensorBoardLogger")]
+        "logger": [{"class_path": f"lightning.pytorch.loggers.{name}", "init_args": {"save_dir": str(root / "run")}}
+                   for name in ("CSVLogger", "TensorBoardLogger")]})
     path = root / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return root, path
 
 
+@pytest.mark.slow
 def test_fit_and_test_write_megc_predictions(tiny):
     root, config = tiny
     assert main(["train", "fit", "--config", str(config), "--data.test_subjects=[s19]"]) == 0
@@ -57,6 +40,7 @@ def test_fit_and_test_write_megc_predictions(tiny):
     assert list((root / "run").rglob("events.out.tfevents*"))  # TensorBoard logs too
 
 
+@pytest.mark.slow
 def test_loso_pools_held_out_predictions_and_resumes(tiny, capsys):
     root, config = tiny
     out = root / "loso"
@@ -78,6 +62,7 @@ def test_loso_pools_held_out_predictions_and_resumes(tiny, capsys):
     assert capsys.readouterr().out.count("done, skipped") == 3
 
 
+@pytest.mark.slow
 def test_same_config_runs_ddp_on_two_cpu_processes(tiny):
     root, config = tiny
     env = dict(os.environ, PYTHONWARNINGS="ignore")

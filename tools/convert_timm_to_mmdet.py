@@ -9,7 +9,7 @@ IN is a state dict of one of visionattn's timm models (``resnet50_mca_s``, ``res
 OUT is ``{'state_dict': ..., 'meta': ...}`` with mmdet ResNet key names, ready for
 ``model.backbone.init_cfg=dict(type='Pretrained', checkpoint=OUT)`` in configs/mmdet:
 
-    timm                                  mmdet ResNet (plugins at after_conv3)
+    timm                                  mmdet ResNetMCA (MCA at after_conv3) / ResNet
     conv1 / bn1                           conv1 / bn1
     conv1.{0,1,3,4,6} / bn1 (ResNet-D)    stem.{0,1,3,4,6} / stem.7  (deep_stem=True, avg_down=True)
     layerN.i.{conv,bn}{1,2,3}             same
@@ -132,7 +132,7 @@ def convert(sd: Dict[str, torch.Tensor], path: Path, plugin_name: str = "mca") -
     meta = {
         "source": str(path),
         "converter": "visionattn tools/convert_timm_to_mmdet.py",
-        "mmdet_backbone": {"type": "ResNet", "depth": DEPTHS[counts], "deep_stem": deep_stem,
+        "mmdet_backbone": {"type": "ResNetMCA" if has_mca else "ResNet", "depth": DEPTHS[counts], "deep_stem": deep_stem,
                            "avg_down": deep_stem},
         "mca_plugin": {"name": plugin_name, "position": "after_conv3"} if has_mca else None,
         "dropped": sorted(k for k in sd if k.startswith("fc.")),

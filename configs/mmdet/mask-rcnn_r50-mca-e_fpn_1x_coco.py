@@ -3,10 +3,5 @@ _base_ = './mask-rcnn_r50-mca-s_fpn_1x_coco.py'
 
 model = dict(
     backbone=dict(
-        plugins=[
-            dict(
-                cfg=dict(type='MomentChannelAttention', variant='E', kernel_size=11),
-                stages=(True, True, True, True),
-                position='after_conv3')
-        ],
+        mca=dict(variant='E', kernel_size=11),
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/resnet50_mca_e_mmdet.pth')))

@@ -6,13 +6,10 @@ custom_imports = dict(imports=['visionattn.mmdet'], allow_failed_imports=False)
 
 model = dict(
     backbone=dict(
-        # The paper's slot: after the block's last BatchNorm, before the residual add.
-        plugins=[
-            dict(
-                cfg=dict(type='MomentChannelAttention', variant='S', kernel_size=3),
-                stages=(True, True, True, True),
-                position='after_conv3')
-        ],
+        # mmdet's ResNet with MCA-S after the last BatchNorm of every Bottleneck, before the
+        # residual add (the paper's slot); registered by visionattn.mmdet.
+        type='ResNetMCA',
+        mca=dict(variant='S', kernel_size=3),
         # ImageNet weights of visionattn's timm model, converted to mmdet key names:
         #   python tools/convert_timm_to_mmdet.py resnet50_mca_s.pth checkpoints/resnet50_mca_s_mmdet.pth
         # A local file only (nothing is downloaded); init_cfg=None trains from scratch.

@@ -65,8 +65,9 @@ def default_detector(device: str, batch_size: int):
     from ..features.extraction import FrameFeatureExtractor
     from ..features.settings import FeatureSettings
     from ..inference.detector import ExpressionDetector
-    from ..inference.record import DEFAULT_WINDOW, DetectorRecord
+    from ..inference.record import DetectorRecord
     from ..models.fedn import FEDN, FEDNConfig
+    from ..models.fedn.config import DEFAULT_WINDOW
     from .fedn_accuracy import CONFIG_DIR
 
     base = yaml.safe_load((CONFIG_DIR / "base.yaml").read_text())
@@ -120,10 +121,9 @@ def run(args: argparse.Namespace) -> dict:
     import cv2
 
     from ..data.frames import iter_timed_frames
-    from ..inference.detector import AppearanceDetector, FlowDetector
+    from ..inference.detector import AppearanceDetector, FlowDetector, spot_flow_features
     from ..spotting.appearance import spot_appearance_rows
     from ..spotting.stitching import WindowStitcher
-    from ..spotting.flow import spot_flow_rows
 
     threads = args.threads
     torch.set_num_threads(threads)
@@ -131,14 +131,14 @@ def run(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     video = make_video(out, args.seconds)
     detector, model_name = fedn_detector(args)
-    flow = FlowDetector(fps=VIDEO_FPS, batch_size=args.batch_size, device=args.device)
-    s = flow.features
+    flow = FlowDetector(model_fps=VIDEO_FPS, batch_size=args.batch_size, device=args.device)
+    s = flow.contract.settings
 
     frames, seconds = _timed(lambda: [image for _, _, image in iter_timed_frames(video)])
     n = len(frames)
     fps: Dict[str, float] = {"decode": n / seconds}
 
-    front_end = s.face_pipeline(VIDEO_FPS)
+    front_end = flow.contract.face_pipeline()
     # The front end calls its motion stream once per frame (on its second thread): timing that
     # call inside the same pass shows the optical flow's cost without a second code path.
     motion_clock = front_end.motion.push = _Stopwatch(front_end.motion.push)
@@ -169,14 +169,14 @@ def run(args: argparse.Namespace) -> dict:
     fps["FEDN temporal"] = n / seconds
 
     cuts = [row for row, item in enumerate(items) if item.cut]
-    _, seconds = _timed(lambda: spot_flow_rows(rows, flow.extractor.layout, cuts, VIDEO_FPS))
+    _, seconds = _timed(lambda: spot_flow_features(rows, flow.extractor.layout, cuts, flow.contract, flow.spotter))
     fps["flow spotter"] = n / seconds
     _, seconds = _timed(lambda: spot_appearance_rows(rows, flow.extractor.layout, cuts, VIDEO_FPS))
     fps["appearance spotter"] = n / seconds
     del items, rows
 
     end_to_end = {}
-    appearance = AppearanceDetector(fps=VIDEO_FPS, batch_size=args.batch_size, device=args.device)
+    appearance = AppearanceDetector(model_fps=VIDEO_FPS, batch_size=args.batch_size, device=args.device)
     for method, tool in (("fedn", detector), ("flow", flow), ("appearance", appearance)):
         (result, _, _), seconds = _timed(lambda: tool.detect(str(video), progress=False))
         end_to_end[method] = result.frame_count / seconds

@@ -130,14 +130,13 @@ def flow_row(out: Path, root: Path, cache_root: Path, test_subjects: List[str]) 
     in the row's folder; returns ``{"train_seconds": 0.0, "run_dir", "spot_seconds"}``."""
     from ..data.cache import ArrayCache
     from ..data.datasets import load_table
-    from ..data.frames import DEFAULT_FPS
     from ..data.identifiers import annotated_frame_numbers, cut_rows, video_id
     from ..evaluation import Interval, write_intervals_csv
-    from ..features.extraction import extract_features, feature_cache_key, feature_layout
-    from ..features.settings import FeatureSettings
-    from ..spotting.flow import spot_flow_rows
+    from ..features.contract import FeatureContract
+    from ..features.extraction import extract_features
+    from ..inference.detector import spot_flow_features
 
-    settings = FeatureSettings()  # the defaults, whatever overrides the FEDN rows were given
+    contract = FeatureContract()  # the default features, whatever overrides the FEDN rows were given
     table = load_table("synthetic", str(root))
     held = table[table["subject"].isin(test_subjects)]
     first = held.drop_duplicates(["subject", "video"]).sort_values(["subject", "video"])
@@ -145,19 +144,18 @@ def flow_row(out: Path, root: Path, cache_root: Path, test_subjects: List[str]) 
         raise UserError(f"{root}: no annotated videos of the held-out subjects {test_subjects}")
     sources = {video_id(s, v): (str(src), float(fps))
                for s, v, src, fps in zip(first["subject"], first["video"], first["source"], first["fps"])}
-    cache = ArrayCache(cache_root, feature_cache_key(settings, DEFAULT_FPS))
+    cache = ArrayCache(cache_root, contract.cache_key())
     missing = {vid: src for vid, src in sources.items() if not cache.exists(vid)}
     if missing:
         print(f"{FLOW_ROW}: extracting the default features of {len(missing)} held-out video(s)", flush=True)
-        extract_features(missing, cache_root, settings, fps=DEFAULT_FPS)
-    layout = feature_layout(settings)
+        extract_features(missing, cache_root, contract)
     start = time.perf_counter()
     predictions = []
     for subject, video, first_frame in zip(first["subject"], first["video"], first["first_frame"]):
         vid = video_id(subject, video)
         meta = cache.load_meta(vid)
         frames = annotated_frame_numbers(meta, int(first_frame))
-        found = spot_flow_rows(cache.load(vid), layout, cut_rows(meta), DEFAULT_FPS)
+        found = spot_flow_features(cache.load(vid), contract.layout, cut_rows(meta), contract)
         predictions += [Interval(subject, video, int(frames[i.onset]), int(frames[i.offset]), i.type, i.emotion,
                                  float(i.score)) for i in found.intervals]
     run_dir = row_dir(out, FLOW_ROW)

@@ -22,7 +22,6 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from visionattn.data.faces import FacePipeline
 from visionattn.data.frames import DEFAULT_FPS, PathLike, index_ranges, iter_frames, iter_timed_frames, probe, resample
 from visionattn.utils import UserError, atomic_path, atomic_write_json
 from visionattn.utils.background import OrderedCalls, prefetched
@@ -244,22 +243,21 @@ def cache_face_crops(
     source: PathLike,
     cache: ArrayCache,
     video_id: str,
-    pipeline: Optional[FacePipeline] = None,
+    pipeline: Any,
     chunk: int = 256,
-    fps: float = DEFAULT_FPS,
-    step_fps: Optional[float] = None,
+    source_fps: float = DEFAULT_FPS,
+    model_fps: Optional[float] = None,
 ) -> tuple[np.ndarray, Any]:
     """Face crops of every frame of ``source`` as a cached ``(n_frames, size, size, 3)`` uint8
     memmap, plus the face report; computed once, resumed after an interruption.
 
-    ``pipeline`` (a face front end: anything whose ``process`` yields items with an ``image``;
-    the Haar :class:`FacePipeline` by default) must be fresh, and its ``settings()`` should be
-    part of the cache's settings so that different crops never share a cache. See
-    :func:`cache_face_rows` for ``fps`` and ``step_fps``.
+    ``pipeline`` (a face front end: anything whose ``process`` yields items with an ``image``
+    and has a ``size``, such as :class:`visionattn.faces.haar.FacePipeline`) must be fresh, and
+    its ``settings()`` should be part of the cache's settings so that different crops never share
+    a cache. See :func:`cache_face_rows` for ``source_fps`` and ``model_fps``.
     """
-    pipeline = pipeline if pipeline is not None else FacePipeline()
     tail = (pipeline.size, pipeline.size, 3)
-    return cache_face_rows(source, cache, video_id, pipeline, None, tail, np.uint8, chunk, fps, step_fps)
+    return cache_face_rows(source, cache, video_id, pipeline, None, tail, np.uint8, chunk, source_fps, model_fps)
 
 
 def _append(writer: "CacheWriter", convert: Callable[[list], np.ndarray], items: list, state: Any) -> None:
@@ -275,17 +273,17 @@ def cache_face_rows(
     row_shape: Sequence[int],
     dtype: Any,
     chunk: int = 256,
-    fps: float = DEFAULT_FPS,
-    step_fps: Optional[float] = None,
+    source_fps: float = DEFAULT_FPS,
+    model_fps: Optional[float] = None,
 ) -> tuple[np.ndarray, Any]:
     """One cached row per frame: each chunk of the items the face front end ``pipeline`` yields
     (one per frame, with an ``image`` crop) becomes rows ``(k, *row_shape)`` by ``encode`` (e.g.
     a frame encoder's features); ``encode=None`` stores the crops themselves. Returns the rows
     and the pipeline's report (``type(pipeline.report)``).
 
-    ``fps`` is the frame rate of an image folder (or the fallback for a video without one).
-    ``step_fps``: when given and different from the source's rate, rows are the frames nearest
-    to the grid ``k / step_fps`` (:func:`~visionattn.data.frames.resample`), so a 200 fps
+    ``source_fps``: the source's own rate where it states none (an image folder, or a video
+    without a plausible rate). ``model_fps``: when given and different from the source's rate,
+    rows are the frames nearest to the grid ``k / model_fps`` (:func:`~visionattn.data.frames.resample`), so a 200 fps
     dataset trains at a lower rate; the metadata's ``frame_ranges`` then name the source frame
     of every row, so annotations map onto rows, and predictions back onto source frames,
     exactly.
@@ -293,9 +291,9 @@ def cache_face_rows(
     report_type = type(pipeline.report)
     if cache.exists(video_id):
         return cache.load(video_id), report_type.from_dict(cache.load_meta(video_id)["faces"])
-    info = probe(source, fps=fps)
-    resampled = step_fps is not None and abs(step_fps - info.fps) > 1e-6
-    total = info.frame_count if not resampled else int(math.floor(info.frame_count * step_fps / info.fps)) + 1
+    info = probe(source, fps=source_fps)
+    resampled = model_fps is not None and abs(model_fps - info.fps) > 1e-6
+    total = info.frame_count if not resampled else int(math.floor(info.frame_count * model_fps / info.fps)) + 1
     convert = encode if encode is not None else (lambda items: np.stack([item.image for item in items]))
     sources: list[int] = []  # source frame index of each row (resampled only)
     with cache.writer(video_id, row_shape, dtype, total) as writer:
@@ -303,7 +301,7 @@ def cache_face_rows(
             pipeline.load_state_dict(writer.state)
         if resampled:
             def stepped() -> Iterable[tuple[int, np.ndarray]]:
-                for step, index, _, image in resample(iter_timed_frames(source, fps=info.fps), step_fps):
+                for step, index, _, image in resample(iter_timed_frames(source, fps=info.fps), model_fps):
                     if step >= total:  # a variable-rate video running longer than its stated count
                         break
                     sources.append(index)
@@ -337,7 +335,7 @@ def cache_face_rows(
                 "source": str(info.path),
                 "kind": info.kind,
                 "fps": info.fps,
-                "step_fps": step_fps if resampled else None,
+                "step_fps": model_fps if resampled else None,  # the model rate (key kept for old caches)
                 "frame_count": writer.rows,
                 "width": info.width,
                 "height": info.height,

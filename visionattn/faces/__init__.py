@@ -1,4 +1,6 @@
-"""Face front end: dlib detection, 68 landmarks tracked per frame, alignment, shot cuts.
+"""Face front ends: dlib detection, 68 landmarks tracked per frame, alignment, shot cuts; and
+:mod:`.haar`, the earlier OpenCV Haar-cascade front end (a smoothed box, no landmarks) that the
+``haar`` feature recipe uses.
 
 ``FaceTracker(...).process(iter_frames(path))`` yields one ``FaceObservation`` per frame;
 frames without a sustained face carry ``landmarks=None``. Importing this package does not

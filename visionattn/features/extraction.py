@@ -8,58 +8,17 @@ memory-mapped, keyed by the settings, written atomically and resumed after an in
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from ..data.cache import ArrayCache, cache_face_rows
-from ..data.frames import DEFAULT_FPS
-from ..models.fedn.frame_encoder import FrameEncoder
-from ..models.mini_xception import FER_CLASSES, faces_to_input
+from ..models.mini_xception import faces_to_input
 from ..utils.console import progress_wanted
-from .motion import feature_names as motion_feature_names
+from .contract import FeatureContract, feature_layout
+from .frame_encoder import FrameEncoder
 from .settings import FeatureSettings
-
-MOTION_DIM = len(motion_feature_names())
-APPEARANCE_DIM = 128  # the mini-Xception's channels before its head
-
-
-def _stream_parts(stream: str, encoder_dim: int) -> List[Tuple[str, int]]:
-    """The named parts of one stream's columns and their widths, in row order."""
-    if stream == "motion":
-        return [("motion", MOTION_DIM)]
-    if stream == "appearance":
-        return [("appearance_logits", len(FER_CLASSES)), ("appearance_embedding", APPEARANCE_DIM)]
-    return [("encoder", encoder_dim)]
-
-
-def feature_layout(settings: FeatureSettings, encoder_dim: int = 0) -> Dict[str, Tuple[int, int]]:
-    """Column range ``[start, end)`` of each part of a feature row made with ``settings``:
-    with the landmark front end ``face`` and ``motion_valid`` (one flag each), then per stream,
-    in ``settings.streams`` order, ``motion``, ``appearance_logits`` and
-    ``appearance_embedding``, ``encoder`` (``encoder_dim`` columns). Nothing is loaded."""
-    sizes: List[Tuple[str, int]] = [("face", 1), ("motion_valid", 1)] if settings.front_end == "landmarks" else []
-    for stream in settings.streams:
-        sizes += _stream_parts(stream, encoder_dim)
-    layout, start = {}, 0
-    for name, size in sizes:
-        layout[name] = (start, start + size)
-        start += size
-    return layout
-
-
-def stream_columns(settings: FeatureSettings, dim: int) -> Dict[str, Tuple[int, int]]:
-    """Column range of each stream of ``dim``-wide feature rows made with ``settings`` (the
-    encoder's width is what the other parts leave)."""
-    encoder_dim = dim - max((end for _, end in feature_layout(settings).values()), default=0)
-    layout = feature_layout(settings, encoder_dim)
-    columns = {}
-    for stream in settings.streams:
-        names = [name for name, _ in _stream_parts(stream, encoder_dim)]
-        columns[stream] = (layout[names[0]][0], layout[names[-1]][1])
-    return columns
-
 
 class FrameFeatureExtractor:
     """Turns the items of a face front end (one per frame) into feature rows ``(k, D)``.
@@ -134,34 +93,26 @@ def appearance_model(checkpoint: Optional[str] = None) -> torch.nn.Module:
                              pretrained_cfg_overlay=dict(file=str(checkpoint), custom_load=custom))
 
 
-def feature_cache_key(settings: FeatureSettings, fps: float) -> dict:
-    """The features' cache key at model rate ``fps`` (30 fps, the rate every earlier cache was
-    made at, leaves the key as it was)."""
-    key = settings.key_settings()
-    if abs(fps - DEFAULT_FPS) > 1e-9:
-        key["fps"] = fps
-    return key
-
-
 def extract_features(
-    sources: Dict[str, Tuple[str, float]], cache_root: Path, settings: FeatureSettings, fps: float = DEFAULT_FPS,
+    sources: Dict[str, Tuple[str, float]], cache_root: Path, contract: FeatureContract,
     device: str = "cpu", progress: bool = True,
 ) -> ArrayCache:
-    """Cache features for ``sources`` (video id -> (frame folder or video file, its frame rate;
-    0 if a video file should say)) at the model rate ``fps`` (videos at another rate are
-    resampled); returns the cache. Videos already cached are skipped; an interrupted video
-    resumes at its last chunk."""
-    cache = ArrayCache(cache_root, feature_cache_key(settings, fps))
+    """Cache the feature rows of ``contract`` for ``sources`` (video id -> (frame folder or video
+    file, its frame rate; 0 if a video file should say)), at the contract's model rate (videos at
+    another rate are resampled); returns the cache. Videos already cached are skipped; an
+    interrupted video resumes at its last chunk."""
+    cache = ArrayCache(cache_root, contract.cache_key())
     todo = {vid: src for vid, src in sources.items() if not cache.exists(vid)}
     if not todo:
         return cache
-    extractor = FrameFeatureExtractor(settings, device=device)
+    extractor = FrameFeatureExtractor(contract.settings, device=device)
     from tqdm import tqdm
 
     bar = tqdm(total=len(todo), desc="frame features", unit="video", disable=not progress_wanted(progress))
-    for vid, (src, native_fps) in todo.items():
-        _, report = cache_face_rows(src, cache, vid, settings.face_pipeline(fps), extractor, (extractor.dim,),
-                                    extractor.dtype, fps=native_fps or fps, step_fps=fps)
+    for vid, (src, source_fps) in todo.items():
+        _, report = cache_face_rows(src, cache, vid, contract.face_pipeline(), extractor, (extractor.dim,),
+                                    extractor.dtype, source_fps=source_fps or contract.model_fps,
+                                    model_fps=contract.model_fps)
         if not report.face_found:
             bar.write(f"warning: {src}: no face found in any frame")
         bar.update(1)

@@ -4,7 +4,7 @@
 68 landmarks, alignment, shot cuts, sustained faces) and feeds each aligned face to the
 motion stream (:class:`visionattn.features.motion.FacialMotionStream`). It has the interface
 the feature cache drives (``process``, ``in_sync``, ``state_dict``, ``report``,
-``settings``, ``size``), like the Haar :class:`visionattn.data.faces.FacePipeline`.
+``settings``, ``size``), like the Haar :class:`visionattn.faces.haar.FacePipeline`.
 """
 from __future__ import annotations
 

@@ -231,6 +231,15 @@ def _decode_image(text: str, shape: Sequence[int]) -> np.ndarray:
     return np.frombuffer(zlib.decompress(base64.b64decode(text)), dtype=np.uint8).reshape(shape).copy()
 
 
+def motion_lag(interval_s: float, fps: float) -> int:
+    """The motion stream's lag in frames: ``interval_s`` seconds at ``fps``, at least one frame.
+
+    The one place this is computed: the flow spotter's box smoothing and run starts use the
+    same lag as the stream that made the features.
+    """
+    return max(1, int(round(interval_s * fps)))
+
+
 class FacialMotionStream:
     """Per-frame motion features of one video, computed as frames arrive.
 
@@ -261,7 +270,7 @@ class FacialMotionStream:
         self.interval_s = float(interval_s)
         self.radius = float(radius)
         self.flow = FlowEstimator(method, flow_params)
-        self.lag = max(1, int(round(self.interval_s * self.fps)))
+        self.lag = motion_lag(self.interval_s, self.fps)
         self.dim = len(REGION_NAMES) * len(STATS)
         self._reset()
 

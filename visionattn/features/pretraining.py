@@ -41,7 +41,8 @@ from ..data.annotations import EMOTIONS4, expression_profile
 from ..data.cache import ArrayCache, cache_face_crops
 from ..data.frames import DEFAULT_FPS
 from ..data.identifiers import annotated_frame_numbers, video_id
-from ..models.fedn.frame_encoder import FrameEncoder, frames_to_rgb
+from .contract import FeatureContract
+from .frame_encoder import FrameEncoder, frames_to_rgb
 from ..utils import UserError, atomic_path, atomic_write_json
 from ..utils.console import progress_wanted
 from .settings import EncoderPretraining, FeatureSettings
@@ -250,15 +251,16 @@ def _load_videos(table: pd.DataFrame, subjects: Sequence[str], settings: Feature
     """Face crops (cached, the same crops the features are made from) and targets per video."""
     from tqdm import tqdm
 
-    crops_cache = ArrayCache(cache_root, settings.crops_key(fps))
+    contract = FeatureContract(settings, model_fps=fps)
+    crops_cache = ArrayCache(cache_root, contract.crops_key())
     rows = table[table["subject"].isin(list(subjects))]
     groups = list(rows.groupby(["subject", "video"], sort=True))
     videos = []
     shown = progress_wanted(progress) and bool(groups)
     for (subject, video), vrows in tqdm(groups, desc="face crops", unit="video", disable=not shown):
         vid = video_id(subject, video)
-        crops, _ = cache_face_crops(vrows["source"].iloc[0], crops_cache, vid, settings.face_pipeline(fps),
-                                    fps=float(vrows["fps"].iloc[0]) or fps, step_fps=fps)
+        crops, _ = cache_face_crops(vrows["source"].iloc[0], crops_cache, vid, contract.face_pipeline(),
+                                    source_fps=float(vrows["fps"].iloc[0]) or fps, model_fps=fps)
         frame_numbers = annotated_frame_numbers(crops_cache.load_meta(vid), int(vrows["first_frame"].iloc[0]))
         targets, known = frame_targets(vrows, frame_numbers[: len(crops)])
         videos.append(_Video(vid, crops, targets, known))

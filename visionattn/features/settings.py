@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
-from ..data.faces import FacePipeline
+from ..faces.haar import FacePipeline
 from ..data.frames import DEFAULT_FPS
 from ..utils import UserError
 
@@ -103,13 +103,11 @@ class FeatureSettings:
         except ValueError as err:
             raise UserError(f"--face: {err}") from None
 
-    def crops_key(self, fps: float = DEFAULT_FPS) -> dict:
-        """Cache key of the face crops alone at ``fps`` (shared by every encoder that reads them)."""
+    def crops_settings(self, fps: float = DEFAULT_FPS) -> dict:
+        """What makes the face crops alone, for frames at ``fps``; the cache key (with the rate)
+        is :meth:`visionattn.features.contract.FeatureContract.crops_key`."""
         pipeline = self.face_pipeline(fps)
-        key = {"face_crops": pipeline.settings() if self.front_end == "haar" else pipeline.tracker.settings()}
-        if abs(fps - DEFAULT_FPS) > 1e-9:
-            key["fps"] = fps
-        return key
+        return {"face_crops": pipeline.settings() if self.front_end == "haar" else pipeline.tracker.settings()}
 
     def key_settings(self) -> dict:
         """Cache key of the features: the fields that change them."""

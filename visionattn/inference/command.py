@@ -238,7 +238,7 @@ def _detect_one(detector, clip: Clip, out: Path, part: VideoPart, truths, gt: Op
         return paths["json"]
     cache = ScanCache(out / ".cache")
     key = settings_key({"video": inputs["video"], **detector.signals_key(), "part": part_read})
-    scan = None if force else cache.load(clip.name, video, key, detector.fps, part)
+    scan = None if force else cache.load(clip.name, video, key, detector.model_fps, part)
     how = "re-scored from the cached signals" if scan is not None else "computed"
     if scan is None:
         scan = detector.scan(video, progress=progress, part=part)

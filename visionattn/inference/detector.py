@@ -19,6 +19,7 @@ import torch
 from ..data.annotations import EXPRESSION_TYPES
 from ..data.cache import settings_key
 from ..data.frames import DEFAULT_FPS, VideoInfo, VideoPart, index_ranges, iter_timed_frames, probe, resample
+from ..features.contract import FeatureContract, Layout
 from ..features.extraction import FrameFeatureExtractor
 from ..features.front_end import face_spans
 from ..features.settings import FeatureSettings
@@ -79,17 +80,16 @@ class ExpressionDetector:
                  source: str = "", face: str = "largest"):
         device = resolve_device(device)
         self.record, self.device, self.batch_size, self.source, self.face = record, device, batch_size, source, face
-        self.fps = record.fps
         self.window = window or record.window
         self.overlap = overlap if overlap is not None else self.window // 4
         if not 0 <= self.overlap < self.window:
             raise UserError(f"overlap {self.overlap} must be in [0, window={self.window})")
         self.thresholds = per_type_thresholds(record.thresholds, thresholds)
-        settings = record.features
+        contract = record.contract
         if encoder_checkpoint is not None:
-            settings = replace(settings, checkpoint_path=encoder_checkpoint)
-        self.settings = settings
-        self.extractor = FrameFeatureExtractor(settings, device=device, batch_size=batch_size)
+            contract = replace(contract, settings=replace(contract.settings, checkpoint_path=encoder_checkpoint))
+        self.contract, self.settings, self.model_fps = contract, contract.settings, contract.model_fps
+        self.extractor = FrameFeatureExtractor(contract.settings, device=device, batch_size=batch_size)
         self.model = record.build_model(device)
 
     def signals_key(self) -> dict:
@@ -97,7 +97,7 @@ class ExpressionDetector:
         method, digests of the model and of the feature settings, the rate, face, windows."""
         model = {"config": asdict(self.record.model), "weights_sha256": weights_digest(self.record.state_dict)}
         return {"method": self.method, "model": settings_key(model),
-                "features": settings_key(self.settings.key_settings()), "fps": self.fps, "face": self.face,
+                "features": settings_key(self.settings.key_settings()), "fps": self.model_fps, "face": self.face,
                 "window": self.window, "overlap": self.overlap}
 
     def settings_key(self) -> dict:
@@ -114,7 +114,7 @@ class ExpressionDetector:
         folder's rate and the stretch of the source to read (default: all)."""
         stitcher = WindowStitcher(self.predict_window, self.window, self.overlap)
         keep = [c for c in FLOW_COLUMNS if c in self.extractor.layout]
-        scan = scan_video(source, self.settings, self.fps, self.extractor, self.batch_size, stitcher.push, progress,
+        scan = scan_video(source, self.contract, self.extractor, self.batch_size, stitcher.push, progress,
                           keep=keep, face=self.face, part=part)
         if scan.face_found and scan.steps:
             stitcher.finish()
@@ -136,7 +136,7 @@ class ExpressionDetector:
                  **{k: v for k, v in self.record.info.items() if k != "recipe"}}
         result = scan.result(found_intervals, {k: round(v, 4) for k, v in self.thresholds.items()},
                              method=self.method, model=model, score_name=self.score_name)
-        flow = spot_flow_on(scan) if set(scan.columns) == set(FLOW_COLUMNS) else None
+        flow = spot_flow_on(scan, self.contract) if set(scan.columns) == set(FLOW_COLUMNS) else None
         scores = best_scores(scan.candidates, scan.steps, len(names_t))
         motion = None if flow is None else np.where(flow.usable, flow.energy, np.nan)
         signals = scan.signals(scores, names_t, self.thresholds, self.score_name, motion)
@@ -153,7 +153,7 @@ class ExpressionDetector:
 class FlowDetector:
     """The training-free flow spotter (:mod:`visionattn.spotting.flow`) on the default real-face
     features: the landmark front end, the motion stream, and the appearance network for the
-    emotions. Videos are resampled to ``fps`` (the spotter's settings are in seconds, so any
+    emotions. Videos are resampled to ``model_fps`` (the spotter's settings are in seconds, so any
     rate works). Its one threshold is the spotter's setting ``threshold_field`` (flow: the apex
     level of the motion energy, ``peak_k``, in noise units), the same for both types (the type
     follows from the duration); ``thresholds`` may give it per type only with one value.
@@ -165,9 +165,11 @@ class FlowDetector:
     default_settings = FlowSpotterSettings
     threshold_field = "peak_k"
 
-    def __init__(self, settings=None, fps: float = DEFAULT_FPS, batch_size: int = 64, device: str = "cpu",
+    def __init__(self, settings=None, model_fps: float = DEFAULT_FPS, batch_size: int = 64, device: str = "cpu",
                  thresholds: Optional[Mapping[str, float]] = None, face: str = "largest"):
-        self.spotter = settings or self.default_settings()
+        self.contract = FeatureContract(FeatureSettings(front_end="landmarks", streams=("motion", "appearance")),
+                                        model_fps=model_fps)
+        self.spotter = self.settings_on(self.contract, settings)
         if thresholds:
             current = float(getattr(self.spotter, self.threshold_field))
             levels = set(per_type_thresholds({t: current for t in EXPRESSION_TYPES}, thresholds).values())
@@ -176,9 +178,14 @@ class FlowDetector:
                                 f"threshold, on the {self.score_name}, for every type; give one value")
             self.spotter = replace(self.spotter, **{self.threshold_field: float(levels.pop())})
         self.spotter.validate()
-        self.fps, self.batch_size, self.face = fps, batch_size, face
-        self.features = FeatureSettings(front_end="landmarks", streams=("motion", "appearance"))
+        self.model_fps, self.batch_size, self.face = model_fps, batch_size, face
+        self.features = self.contract.settings
         self.extractor = FrameFeatureExtractor(self.features, device=resolve_device(device), batch_size=batch_size)
+
+    @staticmethod
+    def settings_on(contract: FeatureContract, settings: Optional[FlowSpotterSettings]) -> FlowSpotterSettings:
+        """The spotter's ``settings`` (default: its defaults) on the features of ``contract``."""
+        return flow_settings(contract, settings)
 
     @property
     def thresholds(self) -> Dict[str, float]:
@@ -186,8 +193,8 @@ class FlowDetector:
 
     def signals_key(self) -> dict:
         """As :meth:`ExpressionDetector.signals_key`."""
-        return {"method": self.method, "features": settings_key(self.features.key_settings()), "fps": self.fps,
-                "face": self.face}
+        return {"method": self.method, "features": settings_key(self.features.key_settings()),
+                "fps": self.model_fps, "face": self.face}
 
     def settings_key(self) -> dict:
         """As :meth:`ExpressionDetector.settings_key`, with a digest of the spotter's other settings."""
@@ -196,12 +203,12 @@ class FlowDetector:
 
     def scan(self, source: str, progress: bool = True, part: VideoPart = VideoPart()) -> "VideoScan":
         """As :meth:`ExpressionDetector.scan` (the spotter itself is cheap: it runs in :meth:`decide`)."""
-        return scan_video(source, self.features, self.fps, self.extractor, self.batch_size, lambda rows: None,
+        return scan_video(source, self.contract, self.extractor, self.batch_size, lambda rows: None,
                           progress, keep=FLOW_COLUMNS, face=self.face, part=part)
 
     def spot(self, scan: "VideoScan") -> FlowSpotResult:
         """The spotter on a scan's rows."""
-        return spot_flow_on(scan, self.spotter)
+        return spot_flow_on(scan, self.contract, self.spotter)
 
     @staticmethod
     def motion_of(found) -> np.ndarray:
@@ -213,7 +220,8 @@ class FlowDetector:
         found = self.spot(scan)
         intervals = [i.as_tuple() for i in found.intervals] if scan.face_found else []
         model = {"name": self.name, "settings": found.settings,
-                 "features": {"front_end": self.features.front_end, "motion_interval_s": self.features.motion_interval_s}}
+                 "features": {"front_end": self.features.front_end,
+                              "motion_interval_s": self.contract.motion_interval_s}}
         result = scan.result(intervals, {k: round(v, 4) for k, v in self.thresholds.items()}, method=self.method,
                              model=model, score_name=self.score_name)
         score = np.where(found.usable, found.energy, np.nan)
@@ -237,9 +245,14 @@ class AppearanceDetector(FlowDetector):
     default_settings = AppearanceSpotterSettings
     threshold_field = "peak_gain"
 
+    @staticmethod
+    def settings_on(contract: FeatureContract, settings: Optional[AppearanceSpotterSettings]
+                    ) -> AppearanceSpotterSettings:
+        return settings or AppearanceSpotterSettings()
+
     def spot(self, scan: "VideoScan") -> AppearanceSpotResult:
         rows, layout = scan.rows()
-        return spot_appearance_rows(rows, layout, scan.cut_steps, scan.fps, self.spotter)
+        return spot_appearance_rows(rows, layout, scan.cut_steps, scan.model_fps, self.spotter)
 
     @staticmethod
     def motion_of(found) -> np.ndarray:
@@ -283,10 +296,24 @@ def best_scores(candidates: Sequence[StepDetection], steps: int, types: int) -> 
     return scores
 
 
-def spot_flow_on(scan: "VideoScan", settings: Optional[FlowSpotterSettings] = None) -> FlowSpotResult:
+def flow_settings(contract: FeatureContract, settings: Optional[FlowSpotterSettings] = None) -> FlowSpotterSettings:
+    """The flow spotter's ``settings`` (default: its defaults) on the features of ``contract``:
+    its motion interval is the one the motion rows were made with."""
+    return replace(settings or FlowSpotterSettings(), interval_s=contract.motion_interval_s)
+
+
+def spot_flow_features(rows: np.ndarray, layout: Layout, cuts: Sequence[int], contract: FeatureContract,
+                       settings: Optional[FlowSpotterSettings] = None) -> FlowSpotResult:
+    """The flow spotter on feature rows of ``contract`` (``layout``: where the face, motion and
+    appearance columns are in ``rows``; ``cuts``: the rows right after a shot cut)."""
+    return spot_flow_rows(rows, layout, cuts, contract.model_fps, flow_settings(contract, settings))
+
+
+def spot_flow_on(scan: "VideoScan", contract: FeatureContract,
+                 settings: Optional[FlowSpotterSettings] = None) -> FlowSpotResult:
     """The flow spotter on a scan's kept face, motion and appearance columns."""
     rows, layout = scan.rows()
-    return spot_flow_rows(rows, layout, scan.cut_steps, scan.fps, settings)
+    return spot_flow_features(rows, layout, scan.cut_steps, contract, settings)
 
 
 def within_face_spans(detections: Sequence[D], spans: Sequence[Tuple[int, int]]) -> List[D]:
@@ -311,7 +338,7 @@ class VideoScan:
     whether a face was tracked, shot cuts, and the per-step columns ``keep`` asked for."""
 
     info: VideoInfo
-    fps: float
+    model_fps: float
     part: VideoPart = VideoPart()
     decoded: int = 0
     first_index: int = 0  # source index of the first frame read (not 0 for a part)
@@ -382,13 +409,13 @@ class VideoScan:
         return arrays
 
     @classmethod
-    def from_arrays(cls, info: VideoInfo, fps: float, arrays: Mapping[str, np.ndarray],
+    def from_arrays(cls, info: VideoInfo, model_fps: float, arrays: Mapping[str, np.ndarray],
                     part: VideoPart = VideoPart()) -> "VideoScan":
         """Inverse of :meth:`to_arrays`; ``part``: the one the scan read (it is in the cache key)."""
         boxes = [None if np.isnan(b).any() else tuple(float(v) for v in b) for b in arrays["boxes"]]
         candidates = [StepDetection(int(on), int(off), int(t), int(e), float(sc), int(w))
                       for on, off, t, e, sc, w in arrays["candidates"]]
-        return cls(info, fps, part=part, decoded=int(arrays["decoded"]), first_index=int(arrays["first_index"]),
+        return cls(info, model_fps, part=part, decoded=int(arrays["decoded"]), first_index=int(arrays["first_index"]),
                    steps_source=arrays["steps_source"].tolist(),
                    steps_time=arrays["steps_time"].tolist(), boxes=boxes, present=arrays["present"].tolist(),
                    cut_steps=arrays["cut_steps"].tolist(), face_found=bool(arrays["face_found"]),
@@ -413,12 +440,12 @@ class VideoScan:
                                      round(float(score), 4))
                     for on, off, kind, emotion, score in intervals]
         missing = sorted({self.number(self.steps_source[s]) for s, here in enumerate(self.present) if not here})
-        duration = (self.steps_time[-1] + 1.0 / self.fps) if self.steps_time else 0.0
+        duration = (self.steps_time[-1] + 1.0 / self.model_fps) if self.steps_time else 0.0
         return VideoResult(
             video=str(self.info.path), fps=self.info.fps, frame_count=self.decoded, duration_s=round(duration, 4),
             width=self.info.width, height=self.info.height, face_found=self.face_found, intervals=detected,
             frames_without_face=index_ranges(missing), thresholds=thresholds, score_name=score_name,
-            faces_in_view=self.faces_in_view, model_fps=self.fps,
+            faces_in_view=self.faces_in_view, model_fps=self.model_fps,
             method=method, model=model or {}, frame_numbering=self.frame_numbering,
             first_frame=self.number(self.info.frame_numbers[0] if self.info.frame_numbers else 0),
             shot_cuts=[self.number(self.steps_source[s]) for s in self.cut_steps],
@@ -445,17 +472,19 @@ class VideoScan:
         return boxes[np.maximum.accumulate(known)]
 
 
-def scan_video(source: str, settings: FeatureSettings, fps: float, extractor: FrameFeatureExtractor,
+def scan_video(source: str, contract: FeatureContract, extractor: FrameFeatureExtractor,
                batch_size: int, consume: Callable[[np.ndarray], None], progress: bool = True,
                keep: Sequence[str] = (), face: str = "largest", part: VideoPart = VideoPart()) -> VideoScan:
-    """One streaming pass: frames resampled to ``fps``, the face front end of ``settings``
+    """One streaming pass: frames resampled to the contract's model rate, its face front end
     (following the ``face`` chosen among several), feature rows in batches of ``batch_size``
     handed to ``consume``; the columns named in ``keep`` (from ``extractor.layout``) are kept
-    for the whole video. ``part``: a frame folder's rate (default ``fps``) and the stretch to read."""
-    source_fps = part.fps or fps
+    for the whole video. ``part``: a frame folder's rate (default: the model rate) and the
+    stretch to read."""
+    model_fps = contract.model_fps
+    source_fps = part.fps or model_fps
     info = probe(source, fps=source_fps)
-    scan = VideoScan(info, fps, part=part, columns={name: [] for name in keep})
-    pipeline = settings.face_pipeline(fps, face=face)
+    scan = VideoScan(info, model_fps, part=part, columns={name: [] for name in keep})
+    pipeline = contract.face_pipeline(face=face)
     from tqdm import tqdm
 
     bar = tqdm(total=part.frames_of(info), unit="frame", desc=Path(source).name,
@@ -470,7 +499,7 @@ def scan_video(source: str, settings: FeatureSettings, fps: float, extractor: Fr
             yield index, seconds, image
 
     def stepped() -> Iterator[Tuple[int, np.ndarray]]:
-        for step, index, seconds, image in resample(timed(), fps):
+        for step, index, seconds, image in resample(timed(), model_fps):
             scan.steps_source.append(index)
             scan.steps_time.append(seconds)
             yield step, image

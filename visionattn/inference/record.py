@@ -10,6 +10,9 @@ Version history:
     1: model config, feature settings, per-type thresholds, window, frame rate, FEDN weights.
     2: feature settings gain the face front end and the motion / appearance streams (a version 1
        record's features would now read as the new defaults, so it is refused); ``info``.
+       Later, still 2 (additive): ``contract``, the feature contract (model rate, motion interval
+       and lag, column layout) written out; a record without it derives it from its features,
+       frame rate and model input width, and one with it must agree with them.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from typing import Any, Dict, Tuple, Union
 
 import torch
 
+from ..features.contract import FeatureContract
 from ..features.settings import FeatureSettings
 from ..models.fedn.config import FEDNConfig
 from ..models.fedn.model import FEDN
@@ -26,10 +30,6 @@ from ..utils import UserError, atomic_path
 
 RECORD_KEY = "visionattn_detector"
 RECORD_VERSION = 2
-DEFAULT_THRESHOLD = 0.3
-"""Score threshold of every type until validation chooses one (or when it has no expressions)."""
-DEFAULT_WINDOW = 1024
-"""Frames per temporal window, in training and in detection."""
 
 
 @dataclass
@@ -61,6 +61,11 @@ class DetectorRecord:
     def emotion_names(self) -> Tuple[str, ...]:
         return tuple(self.model.emotion_names)
 
+    @property
+    def contract(self) -> FeatureContract:
+        """The features this model reads: its feature settings at ``fps``, rows ``feature_dim`` wide."""
+        return FeatureContract.for_rows(self.features, self.fps, int(self.model.feature_dim))
+
     def build_model(self, device: str = "cpu") -> FEDN:
         """The FEDN network with the recorded weights, in eval mode."""
         model = FEDN(self.model)
@@ -76,6 +81,7 @@ class DetectorRecord:
             "thresholds": {k: float(v) for k, v in self.thresholds.items()},
             "window": int(self.window),
             "fps": float(self.fps),
+            "contract": self.contract.to_dict(),
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict.items()},
             "info": dict(self.info),
         }
@@ -98,6 +104,14 @@ class DetectorRecord:
                          info=dict(data.get("info") or {}))
         except (KeyError, TypeError, ValueError) as err:
             raise UserError(f"{where}: malformed detector record ({type(err).__name__}: {err})") from None
+        try:
+            derived = record.contract.to_dict()
+        except UserError as err:
+            raise UserError(f"{where}: malformed detector record ({err})") from None
+        stored = data.get("contract")
+        if stored is not None and stored != derived:
+            raise UserError(f"{where}: detector record's feature contract {stored} does not match its features, "
+                            f"frame rate and model ({derived})")
         if set(record.thresholds) != set(record.type_names):
             raise UserError(f"{where}: detector record thresholds {sorted(record.thresholds)} do not match its "
                             f"types {list(record.type_names)}")

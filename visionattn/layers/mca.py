@@ -56,7 +56,7 @@ def resolve_kernel_size(
         return DEFAULT_KERNEL_SIZE.get(key, FALLBACK_KERNEL_SIZE)
     if kernel_size == "auto":
         if channels is None:
-            raise ValueError("kernel_size='auto' needs the channel count (channels= or in_channels=)")
+            raise ValueError("kernel_size='auto' needs the channel count (channels=)")
         return eca_kernel_size(channels)
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be an odd positive int, None or 'auto', got {kernel_size!r}")
@@ -79,14 +79,11 @@ class MomentChannelAttention(nn.Module):
             instead of a new tensor, as ``nn.ReLU(inplace=True)`` does. Only for places where
             nothing else reads ``x`` afterwards (a residual block's attention slot); it saves
             allocating a feature-map-sized output, most of the block's inference cost on CPU.
-        in_channels: alias of ``channels`` (mmdet builds plugins with ``in_channels=``).
         device, dtype: factory kwargs for the CMC parameters (timm >= 1.0.21 passes them).
 
     Shape:
         x: (B, C, H, W) -> (B, C, H, W), same dtype. Moments and gate are computed in float32.
     """
-
-    _abbr_ = "mca"  # module name mmdet gives the plugin
 
     def __init__(
         self,
@@ -96,14 +93,10 @@ class MomentChannelAttention(nn.Module):
         eps: float = 1e-5,
         gate_layer: type = nn.Sigmoid,
         inplace: bool = False,
-        in_channels: Optional[int] = None,
         device=None,
         dtype=None,
     ):
         super().__init__()
-        if channels is not None and in_channels is not None and channels != in_channels:
-            raise ValueError(f"channels={channels} and in_channels={in_channels} disagree")
-        channels = channels if channels is not None else in_channels
         self.channels = channels
         self.moments = list(resolve_moments(variant))
         self.order = moment_order(self.moments)

@@ -1,11 +1,13 @@
-"""Moment Channel Attention as an mmdetection ResNet plugin.
+"""Moment Channel Attention in mmdetection: a plugin and the ``ResNetMCA`` backbone.
 
 mmdet's ResNet/ResNeXt backbones build a plugin as ``Cls(in_channels=C, **cfg)`` inside every
 Bottleneck of the selected stages and name the module ``Cls._abbr_`` + postfix (here ``mca``,
 so block parameters are ``layer1.0.mca.cmc.weight``). ``after_conv3`` is the paper's slot: after
 the last BatchNorm of the block, before the residual add (timm's ``se``).
 
-Two things this module adds on top of registering the class:
+Registered in ``mmdet.registry.MODELS``: :class:`MCAPlugin` as ``MomentChannelAttention`` and
+``MCA`` (usable in any mmdet backbone's ``plugins``), and :class:`ResNetMCA`, mmdet's ResNet with
+MCA in its blocks. Nothing of mmdet's is modified: importing this module only registers.
 
 - ``MCAPlugin.init_weights`` restores MCA's own initialisation of its Cross Moment Convolution.
   mmengine calls a child's ``init_weights`` after the parent's ``init_cfg`` initialisers (such
@@ -14,9 +16,9 @@ Two things this module adds on top of registering the class:
   pretrained weights still win.
 - Configuration mistakes get messages that name the key and the allowed values: an unknown
   ``variant`` or ``kernel_size`` from the plugin itself, and an unknown plugin ``position`` (which
-  mmdet's Bottleneck rejects with a bare ``assert``) by validating the ``plugins`` list when a
-  ResNet builds its stages. The validation only reproduces mmdet's own constraints, so every
-  configuration mmdet accepts is still accepted.
+  mmdet's Bottleneck rejects with a bare ``assert``) by :class:`ResNetMCA` validating its
+  ``plugins`` list as it builds its stages. The validation only reproduces mmdet's own
+  constraints, so every configuration mmdet accepts is still accepted.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from ..layers.mca import VARIANTS, MomentChannelAttention, resolve_kernel_size, 
 from ..layers.moments import MOMENT_NAMES
 from ..utils import UserError
 
-__all__ = ["ALLOWED_POSITIONS", "MCAConfigError", "MCAPlugin", "validate_plugins"]
+__all__ = ["ALLOWED_POSITIONS", "MCAConfigError", "MCAPlugin", "ResNetMCA", "validate_plugins"]
 
 ALLOWED_POSITIONS = ("after_conv1", "after_conv2", "after_conv3")
 REGISTERED_NAMES = ("MomentChannelAttention", "MCA")
@@ -47,7 +49,7 @@ class MCAPlugin(MomentChannelAttention):
     ``in_channels`` is supplied by the backbone.
     """
 
-    _abbr_ = "mca"
+    _abbr_ = "mca"  # mmdet names the plugin module ``_abbr_`` + postfix: ``layer1.0.mca``
 
     def __init__(
         self,
@@ -74,7 +76,8 @@ class MCAPlugin(MomentChannelAttention):
                 f"MCA plugin: kernel_size={kernel_size!r} is not allowed; allowed values: an odd "
                 f"positive int, None (the paper's default per variant) or 'auto' ({e})"
             ) from None
-        super().__init__(in_channels=in_channels, variant=variant, kernel_size=kernel_size, eps=eps, **kwargs)
+        # mmdet hands every plugin ``in_channels``; the layer calls it ``channels``.
+        super().__init__(channels=in_channels, variant=variant, kernel_size=kernel_size, eps=eps, **kwargs)
 
     def init_weights(self) -> None:
         """MCA's own initialisation of the Cross Moment Convolution (PyTorch's Conv1d default)."""
@@ -139,19 +142,42 @@ def validate_plugins(plugins: Any, num_stages: int = 4, block: Optional[type] = 
                 names_per_stage[s][name] = where
 
 
-def _wrap_make_stage_plugins() -> None:
-    original = ResNet.make_stage_plugins
-    if getattr(original, "_visionattn_validated", False):
-        return
+@MODELS.register_module()
+class ResNetMCA(ResNet):
+    """mmdet's ResNet with Moment Channel Attention in every Bottleneck of the chosen stages.
 
-    def make_stage_plugins(self, plugins, stage_idx):
+    A subclass registered as ``ResNetMCA``, so mmdet's own ``ResNet`` stays as mmdet wrote it.
+    MCA is added through mmdet's plugin mechanism (:class:`MCAPlugin`, module name ``mca``), so
+    checkpoint keys are ``layerN.i.mca.cmc.*`` as :file:`tools/convert_timm_to_mmdet.py` writes.
+
+    Args:
+        mca: the block's settings (``variant``, ``kernel_size``, ``eps``, ``postfix``: see
+            :class:`MCAPlugin`); ``None`` builds a plain ResNet.
+        mca_stages: one bool per stage, whether its blocks get MCA.
+        mca_position: where in the Bottleneck: ``after_conv3`` is the paper's slot (after the
+            last BatchNorm, before the residual add); ``after_conv1``/``after_conv2`` also work.
+        plugins: further mmdet plugins (any type), placed before MCA.
+        **kwargs: mmdet ResNet's arguments (``depth``, ``deep_stem``, ``init_cfg``, ...).
+
+    Unlike mmdet's ResNet, a bad ``plugins`` list (unknown position, BasicBlock depth, two MCA
+    blocks with one name) raises :class:`MCAConfigError` naming the key, not a bare assert.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        mca: Optional[dict] = None,
+        mca_stages: Sequence[bool] = (True, True, True, True),
+        mca_position: str = "after_conv3",
+        plugins: Optional[Sequence[dict]] = None,
+        **kwargs: Any,
+    ):
+        plugins = list(plugins or [])
+        if mca is not None:
+            plugins.append(dict(cfg=dict(type=MCAPlugin, **mca), stages=tuple(mca_stages), position=mca_position))
+        super().__init__(*args, plugins=plugins or None, **kwargs)
+
+    def make_stage_plugins(self, plugins: Any, stage_idx: int):
         if stage_idx == 0:
             validate_plugins(plugins, self.num_stages, self.block)
-        return original(self, plugins, stage_idx)
-
-    make_stage_plugins.__doc__ = original.__doc__
-    make_stage_plugins._visionattn_validated = True  # type: ignore[attr-defined]
-    ResNet.make_stage_plugins = make_stage_plugins
-
-
-_wrap_make_stage_plugins()
+        return super().make_stage_plugins(plugins, stage_idx)

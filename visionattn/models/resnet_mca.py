@@ -22,7 +22,7 @@ from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from ..layers.mca import MomentChannelAttention
 
-__all__ = ["ARCHS", "PARAM_COUNTS"]
+__all__ = ["PARAM_COUNTS"]
 
 _DEPTHS = {
     18: (BasicBlock, (2, 2, 2, 2)),
@@ -32,15 +32,6 @@ _DEPTHS = {
     152: (Bottleneck, (3, 8, 36, 3)),
 }
 _RESNET_D = dict(stem_width=32, stem_type="deep", avg_down=True)
-
-# name -> (depth, resnet-d?, MCA variant)
-ARCHS: Dict[str, tuple] = {}
-for _depth in (18, 34, 50, 101, 152):
-    for _v in ("e", "s"):
-        ARCHS[f"resnet{_depth}_mca_{_v}"] = (_depth, False, _v.upper())
-for _depth in (50, 101):
-    for _v in ("e", "s"):
-        ARCHS[f"resnet{_depth}d_mca_{_v}"] = (_depth, True, _v.upper())
 
 # Trainable parameters at num_classes=1000 (MCA adds m*k + 1 per block to the plain ResNet).
 PARAM_COUNTS = {
@@ -74,15 +65,27 @@ def _cfg(**kwargs: Any) -> Dict[str, Any]:
     }
 
 
-# timm reads the module's `default_cfgs` while registering, so it comes first.
 default_cfgs = generate_default_cfgs({
-    f"{name}.untrained": _cfg(first_conv="conv1.0" if resnet_d else "conv1")
-    for name, (_, resnet_d, _) in ARCHS.items()
+    "resnet18_mca_e.untrained": _cfg(),
+    "resnet18_mca_s.untrained": _cfg(),
+    "resnet34_mca_e.untrained": _cfg(),
+    "resnet34_mca_s.untrained": _cfg(),
+    "resnet50_mca_e.untrained": _cfg(),
+    "resnet50_mca_s.untrained": _cfg(),
+    "resnet101_mca_e.untrained": _cfg(),
+    "resnet101_mca_s.untrained": _cfg(),
+    "resnet152_mca_e.untrained": _cfg(),
+    "resnet152_mca_s.untrained": _cfg(),
+    "resnet50d_mca_e.untrained": _cfg(first_conv="conv1.0"),
+    "resnet50d_mca_s.untrained": _cfg(first_conv="conv1.0"),
+    "resnet101d_mca_e.untrained": _cfg(first_conv="conv1.0"),
+    "resnet101d_mca_s.untrained": _cfg(first_conv="conv1.0"),
 })
 
 
-def _create(name: str, pretrained: bool = False, **kwargs: Any) -> ResNet:
-    depth, resnet_d, variant = ARCHS[name]
+def _create(name: str, depth: int, variant: str, pretrained: bool = False, resnet_d: bool = False,
+            **kwargs: Any) -> ResNet:
+    """timm's ResNet at ``depth`` with MCA-``variant`` as every block's attention layer."""
     block, layers = _DEPTHS[depth]
     model_args: Dict[str, Any] = dict(block=block, layers=layers, **(_RESNET_D if resnet_d else {}))
     block_args = dict(kwargs.pop("block_args", None) or {})
@@ -91,20 +94,85 @@ def _create(name: str, pretrained: bool = False, **kwargs: Any) -> ResNet:
     return build_model_with_cfg(ResNet, name, pretrained, block_args=block_args, **dict(model_args, **kwargs))
 
 
-def _make_entrypoint(name: str):
-    depth, resnet_d, variant = ARCHS[name]
-
-    def entrypoint(pretrained: bool = False, **kwargs: Any) -> ResNet:
-        return _create(name, pretrained, **kwargs)
-
-    entrypoint.__name__ = entrypoint.__qualname__ = name
-    entrypoint.__module__ = __name__
-    entrypoint.__doc__ = (
-        f"ResNet-{depth}{'-D' if resnet_d else ''} with MCA-{variant} in every block "
-        f"({PARAM_COUNTS[name]:,} parameters at 1000 classes)."
-    )
-    return entrypoint
+@register_model
+def resnet18_mca_e(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    """ResNet-18 with MCA-E in every block."""
+    return _create("resnet18_mca_e", 18, "E", pretrained, **kwargs)
 
 
-for _name in ARCHS:
-    globals()[_name] = register_model(_make_entrypoint(_name))
+@register_model
+def resnet18_mca_s(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    """ResNet-18 with MCA-S in every block."""
+    return _create("resnet18_mca_s", 18, "S", pretrained, **kwargs)
+
+
+@register_model
+def resnet34_mca_e(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    """ResNet-34 with MCA-E in every block."""
+    return _create("resnet34_mca_e", 34, "E", pretrained, **kwargs)
+
+
+@register_model
+def resnet34_mca_s(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    """ResNet-34 with MCA-S in every block."""
+    return _create("resnet34_mca_s", 34, "S", pretrained, **kwargs)
+
+
+@register_model
+def resnet50_mca_e(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    """ResNet-50 with MCA-E in every block."""
+    return _create("resnet50_mca_e", 50, "E", pretrained, **kwargs)
+
+
+@register_model
+def resnet50_mca_s(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    """ResNet-50 with MCA-S in every block."""
+    return _create("resnet50_mca_s", 50, "S", pretrained, **kwargs)
+
+
+@register_model
+def resnet101_mca_e(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    """ResNet-101 with MCA-E in every block."""
+    return _create("resnet101_mca_e", 101, "E", pretrained, **kwargs)
+
+
+@register_model
+def resnet101_mca_s(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    """ResNet-101 with MCA-S in every block."""
+    return _create("resnet101_mca_s", 101, "S", pretrained, **kwargs)
+
+
+@register_model
+def resnet152_mca_e(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    """ResNet-152 with MCA-E in every block."""
+    return _create("resnet152_mca_e", 152, "E", pretrained, **kwargs)
+
+
+@register_model
+def resnet152_mca_s(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    """ResNet-152 with MCA-S in every block."""
+    return _create("resnet152_mca_s", 152, "S", pretrained, **kwargs)
+
+
+@register_model
+def resnet50d_mca_e(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    """ResNet-50-D with MCA-E in every block."""
+    return _create("resnet50d_mca_e", 50, "E", pretrained, resnet_d=True, **kwargs)
+
+
+@register_model
+def resnet50d_mca_s(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    """ResNet-50-D with MCA-S in every block."""
+    return _create("resnet50d_mca_s", 50, "S", pretrained, resnet_d=True, **kwargs)
+
+
+@register_model
+def resnet101d_mca_e(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    """ResNet-101-D with MCA-E in every block."""
+    return _create("resnet101d_mca_e", 101, "E", pretrained, resnet_d=True, **kwargs)
+
+
+@register_model
+def resnet101d_mca_s(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    """ResNet-101-D with MCA-S in every block."""
+    return _create("resnet101d_mca_s", 101, "S", pretrained, resnet_d=True, **kwargs)

@@ -15,13 +15,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..data.annotations import EMOTIONS4
-from ..features.motion import DEFAULT_INTERVAL_S, REFERENCE_REGION, REGION_NAMES, STATS
+from ..features.motion import DEFAULT_INTERVAL_S, REFERENCE_REGION, REGION_NAMES, STATS, motion_lag
 from ..models.mini_xception import FER_CLASSES
 from ..utils import UserError
 from ..features.emotions import fer_to_megc
 from .streams import emotion_probabilities, feature_streams  # noqa: F401 (emotion_probabilities: re-exported)
 
-__all__ = ["FlowInterval", "FlowSpotResult", "FlowSpotterSettings", "motion_lag", "spot_flow"]
+__all__ = ["FlowInterval", "FlowSpotResult", "FlowSpotterSettings", "spot_flow"]
 
 _MAD_TO_SD = 1.4826  # sd of a normal distribution = 1.4826 * its median absolute deviation
 _N_STATS = len(STATS)
@@ -171,11 +171,6 @@ class FlowSpotResult:
             "head_motion_frames": int(self.head_motion.sum()),
             "settings": self.settings,
         }
-
-
-def motion_lag(interval_s: float, fps: float) -> int:
-    """The motion stream's lag in frames (as :class:`~visionattn.features.motion.FacialMotionStream`)."""
-    return max(1, int(round(interval_s * fps)))
 
 
 def _true_runs(mask: np.ndarray) -> List[Tuple[int, int]]:

@@ -24,12 +24,12 @@ from ..data.annotations import loso_folds, validation_subjects
 from ..data.cache import ArrayCache, settings_key
 from ..data.datasets import load_table
 from ..data.identifiers import annotated_frame_numbers, cut_rows, rows_of, video_id
-from ..features.extraction import extract_features, feature_cache_key, stream_columns
+from ..features.contract import FeatureContract
+from ..features.extraction import extract_features
 from ..features.front_end import face_spans
 from ..features.pretraining import check_not_trained_on, encoder_key, pretrain_frame_encoder
 from ..features.settings import FeatureSettings
-from ..inference.record import DEFAULT_WINDOW
-from ..models.fedn.config import EMOTION_NAMES, TYPE_NAMES
+from ..models.fedn.config import DEFAULT_WINDOW, EMOTION_NAMES, TYPE_NAMES
 from ..utils import UserError, preserved_random_state
 
 IGNORE_EMOTION = -1  # FEDN: spotting target without emotion loss (CAS(ME)^3 macro rows)
@@ -180,6 +180,7 @@ class ExpressionDataModule(L.LightningDataModule):
             raise UserError(f"data.fps {fps}: must be > 0")
         self.fps = fps
         self.frame_feature_settings: Optional[FeatureSettings] = None  # resolved in setup
+        self.contract: Optional[FeatureContract] = None  # resolved in setup, from the features themselves
         self.table: Optional[pd.DataFrame] = None
         self.splits: Dict[str, List[str]] = {}
         self.videos: Dict[str, List[VideoRecord]] = {}
@@ -209,7 +210,7 @@ class ExpressionDataModule(L.LightningDataModule):
         sources = self.feature_sources(table)
         if videos is not None:
             sources = {vid: sources[vid] for vid in videos}
-        extract_features(sources, self.cache_root, settings, fps=self.fps, device=self.feature_device,
+        extract_features(sources, self.cache_root, FeatureContract(settings, self.fps), device=self.feature_device,
                          progress=progress)
 
     def frame_features(self, table: pd.DataFrame, splits: Dict[str, List[str]], prepare: bool) -> FeatureSettings:
@@ -255,7 +256,7 @@ class ExpressionDataModule(L.LightningDataModule):
         self.splits = self.split(self.table)
         settings = self.frame_features(self.table, self.splits, prepare=False)
         self.frame_feature_settings = settings  # the encoder these features came from, for the detector record
-        cache = ArrayCache(self.cache_root, feature_cache_key(settings, self.fps))
+        cache = ArrayCache(self.cache_root, FeatureContract(settings, self.fps).cache_key())
         by_video = {}
         for (subject, video), rows in self.table.groupby(["subject", "video"], sort=True):
             vid = video_id(subject, video)
@@ -278,6 +279,7 @@ class ExpressionDataModule(L.LightningDataModule):
         self.videos = {name: [r for (s, _), r in by_video.items() if s in subs] for name, subs in self.splits.items()}
         if not self.videos["train"]:
             raise UserError(f"no training videos (splits: {self.splits})")
+        self.contract = FeatureContract.for_rows(settings, self.fps, self.feature_dim)
 
     def record(self, subject: str, video: str) -> VideoRecord:
         for records in self.videos.values():
@@ -292,7 +294,7 @@ class ExpressionDataModule(L.LightningDataModule):
 
     # ---------------------------------------------------------------- loaders
     def train_dataloader(self) -> DataLoader:
-        streams = stream_columns(self.frame_feature_settings, self.feature_dim).values()
+        streams = self.contract.stream_columns().values()
         ds = TrainWindows(self.videos["train"], self.window, self.windows_per_epoch, streams, self.stream_dropout)
         return DataLoader(ds, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
                           collate_fn=collate, drop_last=True)

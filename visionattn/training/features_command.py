@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> dict:
     from ..data.cache import ArrayCache
     from ..data.datasets import load_table
     from ..data.identifiers import video_id
-    from ..features.extraction import feature_cache_key
+    from ..features.contract import FeatureContract
 
     launch = launch_environment()
     say = rank_printer(launch)
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> dict:
             raise UserError(f"rank 0 failed before extraction: {error}")
 
         settings = dm.frame_features(table, dm.split(table), prepare=False)
-        cache = ArrayCache(dm.cache_root, feature_cache_key(settings, dm.fps))
+        cache = ArrayCache(dm.cache_root, FeatureContract(settings, dm.fps).cache_key())
         state = {vid: _state(cache, vid) for vid in mine}
         todo = [vid for vid in mine if state[vid] != "cached"]
         say(f"{len(mine)} videos, {sum(frames[v] for v in mine)} frames: "

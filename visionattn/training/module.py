@@ -22,9 +22,9 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from ..evaluation import Interval, evaluate, write_intervals_csv
 from ..evaluation.spotting import spotting_scores
 from ..inference.detector import within_face_spans
-from ..inference.record import DEFAULT_THRESHOLD, RECORD_KEY, DetectorRecord
+from ..inference.record import RECORD_KEY, DetectorRecord
 from ..spotting.stitching import StepDetection
-from ..models.fedn.config import FEDNConfig
+from ..models.fedn.config import DEFAULT_THRESHOLD, FEDNConfig
 from ..models.fedn.model import FEDN
 from ..utils import UserError
 

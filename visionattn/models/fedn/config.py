@@ -1,10 +1,4 @@
-"""Every choice of the FEDN model in one dataclass.
-
-Defaults target 30 fps face videos: micro-expressions last 9-17 frames, macro-expressions
-~20 to 120+ frames. With a stride-1 first level and 6 levels (strides 1..32), the default
-regression ranges put a micro-expression (max centre-to-boundary distance ~4-9 frames) on
-levels 0-2 and a long macro-expression (distance ~32-64+) on levels 4-5.
-"""
+"""Every choice of the FEDN model in one dataclass (the derivations: docs/fedn_internals.md)."""
 from __future__ import annotations
 
 import math
@@ -16,58 +10,66 @@ from ...data.annotations import EXPRESSION_TYPES as TYPE_NAMES
 
 Range = Tuple[float, float]
 
+DEFAULT_WINDOW = 1024
+"""Model steps per temporal window, in training (``data.window``) and in detection."""
+DEFAULT_THRESHOLD = 0.3
+"""Detection score threshold of every type until validation chooses one (or when it has no expressions)."""
+
 
 @dataclass
 class FEDNConfig:
     """Hyper-parameters of :class:`~visionattn.models.fedn.model.FEDN`.
 
-    Input
-        ``feature_dim``: per-frame feature size D. ``None`` until known: training takes it from the
-        data (a value given in a config is checked against the features); building
-        :class:`~visionattn.models.fedn.model.FEDN` needs it. How features are made (the frame
-        encoder, face crops) is not a model choice: see
-        :class:`visionattn.features.settings.FeatureSettings`.
+    Defaults target 30 fps face videos; docs/fedn_internals.md derives the ones that matter.
 
-    Temporal model
-        ``input_norm``: ``"sequence"`` standardizes every feature channel over the valid steps of
-        each input sequence (a training window, a whole video, a detection window) before the
-        embedding, so that what is constant in a video (identity, camera, lighting) drops out;
-        ``"none"`` feeds the features as they are. ``embed_dim`` C of every pyramid level; ``num_heads`` of every attention layer;
-        ``segment_length`` S frames per segment of the segment attention and
-        ``segment_weighting`` (``"softmax"`` or ``"sigmoid"`` over a segment's frames); ``window_size`` w of
-        the sliding-window attention (each step attends to ``|i - j| <= w // 2`` on its own
-        level); ``score_kernel_size`` of the frame-scoring conv; ``num_levels`` pyramid levels at
-        strides ``1, 2, ..., 2**(num_levels - 1)`` (at least 3: the sliding-window stage makes the
-        first three); ``downsample`` (``"maxpool"`` or ``"conv"``) of the further neck levels;
-        ``mlp_ratio`` of the transformer blocks; ``dropout``. Heads: ``head_num_convs`` conv layers
-        of width ``head_kernel_size`` per branch, ``head_attention`` (a shared attention block
-        before the branches), ``prior_prob`` (initial type probability).
-
-    Ablations
-        ``use_segment_attention=False``: the segment attention and fusion block becomes the
-        identity. ``use_window_attention=False``: the frame scoring becomes the identity and every
-        sliding-window self-attention (stage 1, neck levels, heads) becomes a residual
-        conv block (depthwise-separable conv, kernel ``window_size``), so the receptive field
-        stays comparable. ``attention="full"`` swaps every windowed self-attention for plain
-        ``T x T`` attention; it exists only for the scaling comparison (memory quadratic in T).
-
-    Targets and losses (ActionFormer)
-        ``regression_ranges`` (one per level, in frames), ``center_sample_radius`` (in strides),
-        ``focal_alpha``/``focal_gamma`` for the type logits, ``emotion_loss`` (``"ce"`` or
-        ``"focal"``) on positive points, loss weights, and the EMA positive-count normaliser
-        (``loss_norm_init``, ``loss_norm_momentum``).
-
-    Post-processing
-        ``pre_nms_threshold``/``pre_nms_topk`` per level, ``nms_method`` (``"soft"``: Gaussian
-        Soft-NMS, ``"hard"``, or ``"none"``), ``nms_sigma``, ``nms_iou_threshold`` (hard NMS),
-        ``score_floor``: the lowest score kept after NMS (detection's per-type ``thresholds``
-        come later), ``max_detections`` per video, ``nms_class_agnostic`` (otherwise
-        micro and macro are suppressed separately), ``nested_cover``: a detection with at least this
-        fraction of its span inside a higher-scoring one of the other type, and overlapping it less
-        than a MEGC match (IoU < 0.5), is dropped as a part of that expression (``None``: kept;
-        :func:`.postprocess.suppress_nested`), ``score_with_emotion`` (multiply the type
-        probability by the emotion confidence), ``min_duration``: shorter decoded spans (frames) are
-        dropped before NMS (half a frame: anything shorter would not round to a frame).
+    Args:
+        feature_dim: per-frame feature size D; ``None`` until known (training takes it from the
+            features, and checks a given value against them).
+        input_norm: ``"sequence"``: standardize every feature channel over the valid steps of
+            each input sequence before the embedding; ``"none"``: the features as they are.
+        embed_dim: channels C of every pyramid level.
+        num_heads: heads of every attention layer.
+        segment_length: frames per segment of the segment attention.
+        segment_weighting: ``"softmax"`` or ``"sigmoid"`` weights over a segment's frames.
+        window_size: sliding-window attention span w (step i attends to ``|i - j| <= w // 2``).
+        score_kernel_size: kernel of the frame-scoring conv.
+        num_levels: pyramid levels at strides ``1, 2, ..., 2**(num_levels - 1)``; at least 3.
+        downsample: ``"maxpool"`` or ``"conv"`` between the neck's further levels.
+        mlp_ratio: hidden width of the transformer MLPs, in multiples of C.
+        head_num_convs: conv layers per head branch.
+        head_kernel_size: kernel of the head convs.
+        head_attention: a shared attention block before the head branches.
+        dropout: dropout of the attention and MLP layers.
+        use_segment_attention: ablation; ``False`` makes segment attention and fusion the identity.
+        use_window_attention: ablation; ``False`` makes the frame scoring the identity and every
+            windowed self-attention a residual depthwise-separable conv of kernel ``window_size``.
+        attention: ``"window"``, or ``"full"`` ``T x T`` attention (the scaling comparison only).
+        type_names: expression types, the type vocabulary (micro, macro).
+        emotion_names: emotion classes, the emotion vocabulary.
+        regression_ranges: per level, the range of a point's largest distance to its target's
+            boundaries (frames) that the level regresses.
+        center_sample_radius: points within this many strides of a target's centre are positive.
+        focal_alpha: sigmoid focal loss alpha of the type logits.
+        focal_gamma: sigmoid focal loss gamma of the type logits.
+        emotion_loss: ``"ce"`` or ``"focal"`` on positive points.
+        type_loss_weight: weight of the type loss.
+        reg_loss_weight: weight of the boundary (DIoU) loss.
+        emotion_loss_weight: weight of the emotion loss.
+        loss_norm_init: initial value of the EMA positive-count normaliser.
+        loss_norm_momentum: momentum of that normaliser.
+        prior_prob: initial type probability (the type logits' bias).
+        pre_nms_threshold: type probability a point needs to be decoded.
+        pre_nms_topk: points decoded per level at most.
+        nms_method: ``"soft"`` (Gaussian Soft-NMS), ``"hard"`` or ``"none"``.
+        nms_sigma: Soft-NMS Gaussian sigma.
+        nms_iou_threshold: hard-NMS IoU threshold.
+        nms_class_agnostic: suppress across types (else micro and macro separately).
+        nested_cover: drop a detection with at least this fraction of its span inside a
+            higher-scoring one of the other type that it overlaps with IoU < 0.5; ``None`` keeps it.
+        score_floor: score floor after NMS (not the detection ``thresholds`` chosen on validation).
+        max_detections: detections kept per video at most.
+        score_with_emotion: multiply the type probability by the emotion confidence.
+        min_duration: decoded spans shorter than this (frames) are dropped before NMS.
     """
 
     # Input.

@@ -2,7 +2,7 @@
 
 Pipeline (Fang et al., 2025, with ActionFormer's choices where the paper is silent)::
 
-    frames (B, T, 3, H, W) --FrameEncoder--> features (B, T, D)          [optional]
+    frames (B, T, 3, H, W) --frame encoder--> features (B, T, D)         [optional]
     features --conv embedding--> (B, C, T)
              --SegmentAttention--> (B, C, T)                              [ablation: identity]
              --SlidingWindowAttention--> levels at strides 1, 2, 4
@@ -17,7 +17,6 @@ import torch
 from torch import Tensor, nn
 
 from .config import FEDNConfig
-from .frame_encoder import FrameEncoder
 from .heads import FEDNHeads
 from .losses import FEDNLoss
 from .neck import TemporalPyramidNeck
@@ -45,8 +44,9 @@ class FEDN(nn.Module):
 
     The main entry is :meth:`temporal`, the temporal part alone on precomputed per-frame
     features, which is what a benchmark or a long-video tool calls after extracting features
-    once. Given an ``encoder`` (a :class:`FrameEncoder`), :meth:`forward_features` also takes
-    face frames, for end-to-end use::
+    once. Given an ``encoder`` (any module ``(N, 3, H, W) -> (N, D)`` with a ``num_features``
+    attribute, such as :class:`visionattn.features.frame_encoder.FrameEncoder`),
+    :meth:`forward_features` also takes face frames, for end-to-end use::
 
         model = FEDN(FEDNConfig(feature_dim=512))
         outputs = model.temporal(features, mask)      # features (B, T, D), mask (B, T) bool
@@ -67,7 +67,7 @@ class FEDN(nn.Module):
     ``emotion`` ``(K,)`` long and ``score`` ``(K,)`` float, by descending score.
     """
 
-    def __init__(self, config: FEDNConfig, encoder: Optional[FrameEncoder] = None) -> None:
+    def __init__(self, config: FEDNConfig, encoder: Optional[nn.Module] = None) -> None:
         super().__init__()
         self.config = config
         if config.feature_dim is None:
@@ -98,7 +98,7 @@ class FEDN(nn.Module):
 
     def forward_features(self, frames: Optional[Tensor] = None, features: Optional[Tensor] = None) -> Tensor:
         """Per-frame features ``(B, T, D)``: from ``frames`` ``(B, T, 3, H, W)`` (normalised, see
-        :meth:`FrameEncoder.preprocess`) through the frame encoder, or ``features`` passed through."""
+        the encoder's ``preprocess``) through the frame encoder, or ``features`` passed through."""
         if (frames is None) == (features is None):
             raise ValueError("give exactly one of frames and features")
         if features is not None:

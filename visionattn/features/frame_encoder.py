@@ -18,7 +18,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import load_state_dict
 from torch import Tensor, nn
 
-from visionattn.utils import UserError
+from ..utils import UserError
 
 FrameBatch = Union[np.ndarray, Tensor, Sequence[np.ndarray]]
 

@@ -1,4 +1,7 @@
-"""Face crops for every frame of a video, with OpenCV only (Haar cascade, no model download).
+"""The Haar front end: face crops for every frame, with OpenCV only (Haar cascade, no model download).
+
+The second face front end, beside the landmark one (:mod:`visionattn.features.front_end`): the
+``haar`` feature recipe (:class:`visionattn.features.settings.FeatureSettings`) uses it.
 
 ``FacePipeline.process`` turns an iterator of ``(index, frame)`` into one ``FaceCrop`` per frame,
 in order: detect the largest frontal face, smooth the box over time, enlarge it by a margin,
@@ -24,8 +27,8 @@ from typing import Any, Iterable, Iterator, Optional, Protocol
 import cv2
 import numpy as np
 
-from visionattn.data.frames import expand_ranges, index_ranges
-from visionattn.utils import UserError
+from ..data.frames import expand_ranges, index_ranges
+from ..utils import UserError
 
 Box = tuple[float, float, float, float]
 """``(x, y, w, h)`` in pixels of the original frame; ``x, y`` is the top-left corner."""

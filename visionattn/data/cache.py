@@ -12,6 +12,7 @@ writer opened again after an interruption starts at the recorded row.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -22,9 +23,9 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from visionattn.data.frames import DEFAULT_FPS, PathLike, index_ranges, iter_frames, iter_timed_frames, probe, resample
+from visionattn.data.frames import DEFAULT_FPS, PathLike, index_ranges, probe
+from visionattn.data.stream import face_batches, model_rate_frames, rate_differs
 from visionattn.utils import UserError, atomic_path, atomic_write_json
-from visionattn.utils.background import OrderedCalls, prefetched
 
 _COPY_ROWS = 1024  # rows per block when copying a truncated partial file; bounds memory
 
@@ -282,51 +283,34 @@ def cache_face_rows(
     and the pipeline's report (``type(pipeline.report)``).
 
     ``source_fps``: the source's own rate where it states none (an image folder, or a video
-    without a plausible rate). ``model_fps``: when given and different from the source's rate,
-    rows are the frames nearest to the grid ``k / model_fps`` (:func:`~visionattn.data.frames.resample`), so a 200 fps
-    dataset trains at a lower rate; the metadata's ``frame_ranges`` then name the source frame
-    of every row, so annotations map onto rows, and predictions back onto source frames,
-    exactly.
+    without a plausible rate). ``model_fps``: the rate of the rows; frames come from the stream
+    detection reads too (:func:`~visionattn.data.stream.model_rate_frames`), so at another rate
+    than the source's, rows are the frames nearest to the grid ``k / model_fps``, and a 200 fps
+    dataset trains at a lower rate; the metadata's ``frame_ranges`` name the source frame of
+    every row, so annotations map onto rows, and predictions back onto source frames, exactly.
     """
     report_type = type(pipeline.report)
     if cache.exists(video_id):
         return cache.load(video_id), report_type.from_dict(cache.load_meta(video_id)["faces"])
     info = probe(source, fps=source_fps)
-    resampled = model_fps is not None and abs(model_fps - info.fps) > 1e-6
-    total = info.frame_count if not resampled else int(math.floor(info.frame_count * model_fps / info.fps)) + 1
+    regridded = rate_differs(info, model_fps)
+    total = info.frame_count if not regridded else int(math.floor(info.frame_count * model_fps / info.fps)) + 1
     convert = encode if encode is not None else (lambda items: np.stack([item.image for item in items]))
-    sources: list[int] = []  # source frame index of each row (resampled only)
+    sources: list[int] = []  # source frame index of each row
     with cache.writer(video_id, row_shape, dtype, total) as writer:
         if writer.start_row > 0:
             pipeline.load_state_dict(writer.state)
-        if resampled:
-            def stepped() -> Iterable[tuple[int, np.ndarray]]:
-                for step, index, _, image in resample(iter_timed_frames(source, fps=info.fps), model_fps):
-                    if step >= total:  # a variable-rate video running longer than its stated count
-                        break
-                    sources.append(index)
-                    if step >= writer.start_row:  # resuming: earlier steps are on disk already
-                        yield step, image
-            frames: Iterable[tuple[int, np.ndarray]] = stepped()
-        else:
-            frames = iter_frames(source, start=writer.start_row, stop=info.frame_count)
-        pending: list = []
-        # Decoding, ``encode`` and the writes run beside the face front end (see utils.background);
-        # each chunk's state is taken here, when the rows it stands for are the ones handed over.
-        with OrderedCalls() as rows_out:
-            for item in pipeline.process(prefetched(frames)):
-                pending.append(item)
-                # Only commit where the pipeline holds nothing back, so the saved state matches the rows.
-                if len(pending) >= chunk and pipeline.in_sync:
-                    rows_out.submit(_append, writer, convert, pending, pipeline.state_dict())
-                    pending = []
-            if pending:
-                rows_out.submit(_append, writer, convert, pending, pipeline.state_dict())
-        if resampled:
-            # iter_timed_frames yields a folder's image numbers and a video file's positions
-            indices: Sequence[int] = [int(n) for n in sources[: writer.rows]]
-        else:
-            indices = info.frame_numbers[: writer.rows] if info.frame_numbers else range(writer.rows)
+
+        def labelled() -> Iterable[tuple[int, np.ndarray]]:
+            # the front end numbers rows by step on the model grid, by source frame otherwise
+            for step, index, _, image in model_rate_frames(info, model_fps, start=writer.start_row, stop=total):
+                sources.append(index)
+                if image is not None:  # resuming: earlier steps are on disk already
+                    yield (step if regridded else index), image
+
+        face_batches(pipeline, labelled(), chunk, functools.partial(_append, writer, convert), resumable=True)
+        # iter_timed_frames yields a folder's image numbers and a video file's positions
+        indices = [int(n) for n in sources[: writer.rows]]
         # Metadata first: a finished .npy then always has its .json next to it.
         cache.write_meta(
             video_id,
@@ -335,7 +319,7 @@ def cache_face_rows(
                 "source": str(info.path),
                 "kind": info.kind,
                 "fps": info.fps,
-                "step_fps": model_fps if resampled else None,  # the model rate (key kept for old caches)
+                "step_fps": model_fps if regridded else None,  # the model rate (key kept for old caches)
                 "frame_count": writer.rows,
                 "width": info.width,
                 "height": info.height,

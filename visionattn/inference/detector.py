@@ -18,13 +18,13 @@ import torch
 
 from ..data.annotations import EXPRESSION_TYPES
 from ..data.cache import settings_key
-from ..data.frames import DEFAULT_FPS, VideoInfo, VideoPart, index_ranges, iter_timed_frames, probe, resample
+from ..data.frames import DEFAULT_FPS, VideoInfo, VideoPart, index_ranges, probe
+from ..data.stream import face_batches, model_rate_frames
 from ..features.contract import FeatureContract, Layout
 from ..features.extraction import FrameFeatureExtractor
 from ..features.front_end import face_spans
 from ..features.settings import FeatureSettings
 from ..utils import UserError
-from ..utils.background import OrderedCalls, prefetched
 from ..models.mini_xception import FER_CLASSES
 from ..spotting.appearance import AppearanceSpotResult, AppearanceSpotterSettings, spot_appearance_rows
 from ..spotting.flow import FlowSpotResult, FlowSpotterSettings, spot_flow_rows
@@ -476,7 +476,8 @@ class VideoScan:
 def scan_video(source: str, contract: FeatureContract, extractor: FrameFeatureExtractor,
                batch_size: int, consume: Callable[[np.ndarray], None], progress: bool = True,
                keep: Sequence[str] = (), face: str = "largest", part: VideoPart = VideoPart()) -> VideoScan:
-    """One streaming pass: frames resampled to the contract's model rate, its face front end
+    """One streaming pass (:mod:`visionattn.data.stream`, as the feature cache makes training
+    rows): frames on the contract's model-rate grid, its face front end
     (following the ``face`` chosen among several), feature rows in batches of ``batch_size``
     handed to ``consume``; the columns named in ``keep`` (from ``extractor.layout``) are kept
     for the whole video. ``part``: a frame folder's rate (default: the model rate) and the
@@ -491,19 +492,23 @@ def scan_video(source: str, contract: FeatureContract, extractor: FrameFeatureEx
     bar = tqdm(total=part.frames_of(info), unit="frame", desc=Path(source).name,
                disable=not progress_wanted(progress), dynamic_ncols=True)
 
-    def timed() -> Iterator[Tuple[int, float, np.ndarray]]:
-        for position, (index, seconds, image) in enumerate(
-                iter_timed_frames(source, fps=source_fps, start_s=part.start_s, end_s=part.end_s)):
-            scan.decoded = position + 1
-            scan.first_index = index if position == 0 else scan.first_index
-            bar.update(1)
-            yield index, seconds, image
+    def decoded(index: int) -> None:
+        scan.first_index = index if scan.decoded == 0 else scan.first_index
+        scan.decoded += 1
+        bar.update(1)
 
     def stepped() -> Iterator[Tuple[int, np.ndarray]]:
-        for step, index, seconds, image in resample(timed(), model_fps):
+        for step, index, seconds, image in model_rate_frames(info, model_fps, part, on_decode=decoded):
             scan.steps_source.append(index)
             scan.steps_time.append(seconds)
             yield step, image
+
+    def record(item) -> None:
+        scan.boxes.append(item.box)
+        # the Haar pipeline carries a box over misses; only its detections count as a face
+        scan.present.append(bool(getattr(item, "present", getattr(item, "detected", True))))
+        if getattr(item, "cut", False):
+            scan.cut_steps.append(item.index)
 
     def flush(items: list) -> None:
         rows = extractor(items)
@@ -512,22 +517,8 @@ def scan_video(source: str, contract: FeatureContract, extractor: FrameFeatureEx
             scan.columns[name].append(rows[:, lo:hi].astype(np.float32))
         consume(rows)
 
-    pending: list = []
     try:
-        # Decoding and the networks run beside the face front end (see utils.background).
-        with OrderedCalls() as network:
-            for item in pipeline.process(prefetched(stepped())):
-                pending.append(item)
-                scan.boxes.append(item.box)
-                # the Haar pipeline carries a box over misses; only its detections count as a face
-                scan.present.append(bool(getattr(item, "present", getattr(item, "detected", True))))
-                if getattr(item, "cut", False):
-                    scan.cut_steps.append(item.index)
-                if len(pending) >= batch_size:
-                    network.submit(flush, pending)
-                    pending = []
-            if pending:
-                network.submit(flush, pending)
+        face_batches(pipeline, stepped(), batch_size, flush, on_item=record)
     finally:
         bar.close()
     scan.face_found = bool(pipeline.report.face_found)

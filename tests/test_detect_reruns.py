@@ -103,6 +103,17 @@ def test_another_method_recomputes_and_says_so(first, scans) -> None:
     signals = np.load(out / f"{video.stem}_signals.npz")
     assert list(signals["threshold_values"]) == [3.0] and str(signals["score_label"]).startswith("motion energy")
     assert signals["score"].shape == signals["times_s"].shape
+    # the appearance spotter reads the same scan as the flow one: nothing is tracked again, and the
+    # result is the one a fresh appearance run gives
+    line = _detect(video, out, "--method", "appearance")
+    assert "re-scored from the cached signals: method flow -> appearance" in line
+    assert len(scans) == before + 1
+    cached = json.loads((out / f"{video.stem}.json").read_text())
+    assert cached["method"] == "appearance"
+    fresh = out.parent / f"{out.name}_fresh"
+    _detect(video, fresh, "--method", "appearance")
+    assert len(scans) == before + 2
+    assert json.loads((fresh / f"{video.stem}.json").read_text())["intervals"] == cached["intervals"]
 
 
 def test_a_changed_video_is_recomputed(scans, tmp_path) -> None:

@@ -51,12 +51,41 @@ class Decision:
     scan: "VideoScan"
 
 
-class ExpressionDetector:
-    """Runs a trained FEDN on videos.
+class Detector:
+    """Detection in two steps: :meth:`scan` (the expensive pass: tracking, features, for FEDN the
+    temporal model and every scored candidate) and :meth:`decide` (thresholds and the spotter, in
+    milliseconds), so that a scan kept on disk can be decided again with other settings.
 
-    Detection is two steps: :meth:`scan` (the expensive pass: tracking, features, the temporal
-    model, every scored candidate) and :meth:`decide` (thresholds, in milliseconds), so that a
-    scan kept on disk can be decided again with other ``thresholds``.
+    :meth:`signals_key` is what shapes a scan (the cache key: two methods whose scans are the same
+    share it), :meth:`settings_key` what shapes the result (the method and thresholds besides)."""
+
+    method = ""
+
+    def scan(self, source: str, progress: bool = True, part: VideoPart = VideoPart()) -> "VideoScan":
+        raise NotImplementedError
+
+    def decide(self, scan: "VideoScan") -> Decision:
+        raise NotImplementedError
+
+    def signals_key(self) -> dict:
+        raise NotImplementedError
+
+    def settings_key(self) -> dict:
+        """Everything besides the video that shapes the result: :meth:`signals_key`, the method and
+        the thresholds."""
+        return {"method": self.method, **self.signals_key(), "thresholds": self.thresholds}
+
+    def detect(self, source: str, progress: bool = True, part: VideoPart = VideoPart()
+               ) -> Tuple[VideoResult, np.ndarray, TimelineSignals]:
+        """:meth:`scan` then :meth:`decide`: the result, the face box per source frame ``(N, 4)``
+        float32 ``(x, y, w, h)`` (NaN where the frame was not used), and the per-step curves."""
+        decision = self.decide(self.scan(source, progress, part))
+        return decision.result, decision.boxes, decision.signals
+
+
+class ExpressionDetector(Detector):
+    """Runs a trained FEDN on videos (:class:`Detector`'s two steps: a scan keeps every scored
+    candidate, so it can be decided again with other ``thresholds``).
 
     Args:
         record: the trained detector (:func:`visionattn.inference.record.read_record`).
@@ -94,16 +123,11 @@ class ExpressionDetector:
         self.model = record.build_model(device)
 
     def signals_key(self) -> dict:
-        """Everything besides the video that shapes :meth:`scan`'s output (a cache key): the
-        method, digests of the model and of the feature settings, the rate, face, windows."""
+        """Everything besides the video that shapes :meth:`scan`'s output (a cache key): digests
+        of the model and of the feature settings, the rate, face, windows."""
         model = {"config": asdict(self.record.model), "weights_sha256": weights_digest(self.record.state_dict)}
-        return {"method": self.method, "model": settings_key(model),
-                "features": settings_key(self.settings.key_settings()), "fps": self.model_fps, "face": self.face,
-                "window": self.window, "overlap": self.overlap}
-
-    def settings_key(self) -> dict:
-        """Everything besides the video that shapes the result: :meth:`signals_key` and the thresholds."""
-        return {**self.signals_key(), "thresholds": self.thresholds}
+        return {"model": settings_key(model), "features": settings_key(self.settings.key_settings()),
+                "fps": self.model_fps, "face": self.face, "window": self.window, "overlap": self.overlap}
 
     def predict_window(self, features: torch.Tensor) -> dict:
         """FEDN detections (one :meth:`FEDN.predict` dict) for one window of features ``(T, D)``."""
@@ -143,15 +167,9 @@ class ExpressionDetector:
         signals = scan.signals(scores, names_t, self.thresholds, self.score_name, motion)
         return Decision(result, scan.source_boxes(), signals, scan)
 
-    def detect(self, source: str, progress: bool = True, part: VideoPart = VideoPart()
-               ) -> Tuple[VideoResult, np.ndarray, TimelineSignals]:
-        """:meth:`scan` then :meth:`decide`: the result, the face box per source frame ``(N, 4)``
-        float32 ``(x, y, w, h)`` (NaN where the frame was not used), and the per-step curves."""
-        decision = self.decide(self.scan(source, progress, part))
-        return decision.result, decision.boxes, decision.signals
 
 
-class FlowDetector:
+class FlowDetector(Detector):
     """The training-free flow spotter (:mod:`visionattn.spotting.flow`) on the default real-face
     features: the landmark front end, the motion stream, and the appearance network for the
     emotions. Videos are resampled to ``model_fps`` (the spotter's settings are in seconds, so any
@@ -193,14 +211,14 @@ class FlowDetector:
         return {t: float(getattr(self.spotter, self.threshold_field)) for t in EXPRESSION_TYPES}
 
     def signals_key(self) -> dict:
-        """As :meth:`ExpressionDetector.signals_key`."""
-        return {"method": self.method, "features": settings_key(self.features.key_settings()),
-                "fps": self.model_fps, "face": self.face}
+        """The feature settings, rate and face: the flow and appearance spotters run on the same
+        scan (only :meth:`decide` differs), so switching between them reuses it."""
+        return {"features": settings_key(self.features.key_settings()), "fps": self.model_fps, "face": self.face}
 
     def settings_key(self) -> dict:
-        """As :meth:`ExpressionDetector.settings_key`, with a digest of the spotter's other settings."""
+        """As :meth:`Detector.settings_key`, with a digest of the spotter's other settings."""
         others = {k: v for k, v in asdict(self.spotter).items() if k != self.threshold_field}
-        return {**self.signals_key(), "spotter": settings_key(others), "thresholds": self.thresholds}
+        return {**super().settings_key(), "spotter": settings_key(others)}
 
     def scan(self, source: str, progress: bool = True, part: VideoPart = VideoPart()) -> "VideoScan":
         """As :meth:`ExpressionDetector.scan` (the spotter itself is cheap: it runs in :meth:`decide`)."""
@@ -228,12 +246,6 @@ class FlowDetector:
         score = np.where(found.usable, found.energy, np.nan)
         signals = scan.signals(score, (), float(found.threshold), self.score_name, self.motion_of(found))
         return Decision(result, scan.source_boxes(), signals, scan)
-
-    def detect(self, source: str, progress: bool = True, part: VideoPart = VideoPart()
-               ) -> Tuple[VideoResult, np.ndarray, TimelineSignals]:
-        """As :meth:`ExpressionDetector.detect`."""
-        decision = self.decide(self.scan(source, progress, part))
-        return decision.result, decision.boxes, decision.signals
 
 
 class AppearanceDetector(FlowDetector):

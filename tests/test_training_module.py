@@ -200,3 +200,25 @@ def test_ema_run_tests_and_ships_the_averaged_weights(tiny):
                  f"--ckpt_path={ckpt}", f"--model.predictions_dir={run / 'pred'}", f"--trainer.default_root_dir={run}",
                  "--trainer.logger=false"]) == 0
     assert (run / "pred" / "predictions_test.csv").is_file()
+
+
+
+def test_thresholds_smoothing_prefers_a_broad_good_range_to_a_one_step_peak():
+    from visionattn.evaluation import Interval
+    from visionattn.training.module import choose_thresholds
+
+    # six micro truths, hits scoring 0.18 (one) and 0.38 (five); false alarms at 0.12 (three) and
+    # 0.22 (one). F1 = 2 tp / (6 + tp + fp) by threshold (hand-computed):
+    #   0.10: tp 6 fp 4 -> 0.750   0.15: tp 6 fp 1 -> 0.923   0.20: tp 5 fp 1 -> 0.833
+    #   0.25, 0.30, 0.35: tp 5 fp 0 -> 0.909                  0.40: 0
+    # Smoothed with a Gaussian of sd 0.05 (weights 1, 0.607, 0.135, 0.011, 3e-4 at 0, 0.05, ...
+    # 0.20 apart, normalised per row): 0.15 -> 0.855, 0.20 -> 0.873, 0.25 -> 0.887, 0.30 -> 0.856
+    truths = [Interval("s1", "v", 10 * i, 10 * i + 5, "micro", "positive") for i in range(6)]
+    preds = [Interval(t.subject, t.video, t.onset, t.offset, t.type, t.emotion, s)
+             for t, s in zip(truths, (0.18, 0.38, 0.38, 0.38, 0.38, 0.38))]
+    preds += [Interval("s1", "v", 500 + 10 * i, 505 + 10 * i, "micro", "others", s)
+              for i, s in enumerate((0.12, 0.12, 0.12, 0.22))]
+    candidates = (0.10, 0.15, 0.20, 0.25, 0.30, 0.35, 0.40)
+    assert choose_thresholds(truths, preds, ("micro",), candidates=candidates) == (0.25,)
+    # without smoothing, the one-step peak
+    assert choose_thresholds(truths, preds, ("micro",), candidates=candidates, smoothing=1e-3) == (0.15,)

@@ -32,7 +32,7 @@ THRESHOLDS = tuple(np.round(np.arange(0.05, 0.95, 0.05), 2))
 
 
 def choose_thresholds(truths: Sequence[Interval], preds: Sequence[Interval], kinds: Sequence[str],
-                      candidates: Sequence[float] = THRESHOLDS) -> Tuple[float, ...]:
+                      candidates: Sequence[float] = THRESHOLDS, smoothing: float = 0.05) -> Tuple[float, ...]:
     """One score threshold per expression type: each the best for that type's own spotting F1.
 
     Matching is per type, so each type's counts depend on its own threshold only and each type
@@ -41,16 +41,23 @@ def choose_thresholds(truths: Sequence[Interval], preds: Sequence[Interval], kin
     lowers the pooled F1 of ten macro hits, so the micros would be dropped, and the micro F1 that
     MEGC reports with the overall one would be zero.
 
-    A few validation subjects usually leave a range of thresholds equally good (no validation
-    score falls between them); the one nearest the middle of the range is taken (a tie goes to
-    the lower threshold), which keeps the largest margin on both sides for unseen subjects.
+    A few validation subjects hold a handful of micro-expressions, so the F1 curve over the
+    thresholds is a staircase whose single highest step is often one expression's luck. Each
+    type's curve is therefore smoothed with a Gaussian kernel of ``smoothing`` (score units) over
+    the candidates before its maximum is taken: a threshold whose neighbours are good too wins
+    over an isolated peak. A range of equally good thresholds (no validation score falls between
+    them) gives way to the one nearest its middle (a tie goes to the lower threshold), which keeps
+    the largest margin on both sides for unseen subjects.
     """
+    grid = np.asarray(candidates, dtype=np.float64)
+    weights = np.exp(-0.5 * ((grid[:, None] - grid[None, :]) / smoothing) ** 2)
+    weights /= weights.sum(axis=1, keepdims=True)
     chosen = []
     for kind in kinds:
-        f1 = {t: spotting_scores(truths, [p for p in preds if p.type == kind and p.score >= t])[kind]["f1"]
-              for t in candidates}
-        best = max(f1.values())
-        equally_good = [t for t in candidates if f1[t] >= best - 1e-12]
+        f1 = np.array([spotting_scores(truths, [p for p in preds if p.type == kind and p.score >= t])[kind]["f1"]
+                       for t in candidates])
+        smoothed = weights @ f1
+        equally_good = [t for t, v in zip(candidates, smoothed) if v >= smoothed.max() - 1e-9]
         middle = float(np.median(equally_good))
         chosen.append(min(equally_good, key=lambda t: (abs(t - middle), t)))
     return tuple(float(t) for t in chosen)

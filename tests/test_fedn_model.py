@@ -301,30 +301,6 @@ def test_postprocess_decodes_inclusive_frames():
     assert torch.allclose(out["score"][:2], torch.sigmoid(torch.tensor([3.0, 2.0])))
 
 
-
-def test_postprocess_types_by_length_when_micro_max_length_is_set():
-    """``micro_max_length``: one candidate per point, its score the point's highest type
-    probability and its type micro when the span is at most that many frames, macro beyond;
-    the type head's preference is ignored (MEGC defines the type by the duration)."""
-    cfg = FEDNConfig(feature_dim=512, num_levels=3, regression_ranges=((0, 4), (4, 8), (8, math.inf)),
-                     micro_max_length=8)
-    lengths = [40, 20, 10]
-    type_logits = [torch.full((n, 2), -10.0) for n in lengths]
-    emotion_logits = [torch.zeros(n, 4) for n in lengths]
-    offsets = [torch.zeros(n, 2) for n in lengths]
-    masks = [torch.ones(n, dtype=torch.bool) for n in lengths]
-    type_logits[0][5] = torch.tensor([-1.0, 2.0])  # the head says macro; span [1.5, 9.5]: 8 frames -> micro
-    offsets[0][5] = torch.tensor([3.5, 4.5])
-    type_logits[1][10] = torch.tensor([1.5, 0.5])  # the head says micro; span [18, 30.5): 12 frames -> macro
-    offsets[1][10] = torch.tensor([1.0, 5.25])
-    out = postprocess_video(type_logits, emotion_logits, offsets, masks, [1, 2, 4], 40, cfg)
-    assert out["onset"].tolist() == [2, 18] and out["offset"].tolist() == [9, 30]
-    assert out["type"].tolist() == [0, 1]  # micro, macro (FEDNConfig.type_names)
-    assert torch.allclose(out["score"], torch.sigmoid(torch.tensor([2.0, 1.5])))
-    with pytest.raises(ValueError, match="micro_max_length"):
-        FEDNConfig(micro_max_length=0)
-
-
 # ---------------------------------------------------------------------------- ablations
 
 @pytest.mark.parametrize("switches", [

@@ -70,12 +70,6 @@ class FEDNConfig:
         max_detections: detections kept per video at most.
         score_with_emotion: multiply the type probability by the emotion confidence.
         min_duration: decoded spans shorter than this (frames) are dropped before NMS.
-        micro_max_length: ``None``: the type head decides each detection's type. A number: the
-            longest micro-expression, in frames (MEGC: at most 0.5 s, 15 frames at 30 fps); each
-            decoded span is one candidate whose type follows from its length (a micro up to this
-            many frames, a macro beyond) and whose score is its point's highest type probability.
-            The heads regress the span well where they confuse the two types (a 12-frame micro
-            scored as a macro), and by the MEGC definition the length decides.
     """
 
     # Input.
@@ -135,7 +129,6 @@ class FEDNConfig:
     max_detections: int = 200
     score_with_emotion: bool = False
     min_duration: float = 0.5
-    micro_max_length: Optional[float] = None
 
     @classmethod
     def from_dict(cls, data: dict) -> "FEDNConfig":
@@ -170,11 +163,6 @@ class FEDNConfig:
             raise ValueError(f"input_norm must be 'none' or 'sequence', got {self.input_norm!r}")
         if self.segment_weighting not in ("softmax", "sigmoid"):
             raise ValueError(f"segment_weighting must be 'softmax' or 'sigmoid', got {self.segment_weighting!r}")
-        if self.micro_max_length is not None:
-            if set(self.type_names) != {"micro", "macro"}:
-                raise ValueError(f"micro_max_length needs the types micro and macro, got {list(self.type_names)}")
-            if not self.micro_max_length > 0:
-                raise ValueError(f"micro_max_length must be > 0 frames or null, got {self.micro_max_length!r}")
         if self.nested_cover is not None and not 0 < self.nested_cover <= 1:
             raise ValueError(f"nested_cover must be in (0, 1] or null, got {self.nested_cover!r}")
 

@@ -139,8 +139,6 @@ def postprocess_video(
         emo_conf, emo_label = emo_prob.max(dim=-1)
         if config.score_with_emotion:
             prob = prob * emo_conf[:, None]
-        if config.micro_max_length is not None:
-            prob = prob.max(dim=-1, keepdim=True).values  # one candidate per point, typed by its length
         flat = prob.flatten()
         cand = (flat > config.pre_nms_threshold).nonzero().squeeze(1)
         cand = cand[flat[cand].topk(min(config.pre_nms_topk, cand.numel())).indices]
@@ -148,9 +146,6 @@ def postprocess_video(
         d = off[mask][point_idx]
         p = points[point_idx]
         span = torch.stack([p - d[:, 0] * stride, p + d[:, 1] * stride], dim=1).clamp(-0.5, length - 0.5)
-        if config.micro_max_length is not None:
-            micro, macro = config.type_names.index("micro"), config.type_names.index("macro")
-            type_idx = torch.where(span[:, 1] - span[:, 0] <= config.micro_max_length, micro, macro)
         long_enough = (span[:, 1] - span[:, 0]) >= config.min_duration
         spans.append(span[long_enough])
         scores.append(flat[cand][long_enough])

@@ -14,7 +14,7 @@ import pytest
 from visionattn.data.annotations import EMOTIONS4
 from visionattn.features.motion import REGION_NAMES
 from visionattn.models.mini_xception import FER_CLASSES
-from visionattn.spotting.appearance import AppearanceSpotterSettings, neutral_reference, spot_appearance
+from visionattn.spotting.appearance import AppearanceSpotterSettings, apex_emotions, neutral_reference, spot_appearance
 from visionattn.utils import UserError
 
 FPS = 30.0
@@ -215,3 +215,20 @@ def test_an_expression_under_way_at_the_start_needs_a_movement_at_its_end(moves_
     # the same reading over the whole span (no start, no end seen) stands on the reading alone
     whole = np.repeat((np.eye(7)[FER["sad"]] * 0.9 + 0.1 / 7)[None], n, 0)
     assert [x.emotion for x in spot_appearance(whole, motion, valid, FPS, [(0, n - 1)]).intervals] == ["negative"]
+
+
+def test_apex_emotions_read_each_interval_against_its_own_spans_neutral():
+    """A trained detector's intervals labelled by the appearance network: the class that gained
+    half the mass in the interval, ``others`` where nothing gained (a quiet stretch) or where the
+    interval meets no face span. The second span's face rests on a lean toward "sad" (40 %): that
+    lean is its neutral, so only what moves beyond it counts."""
+    first, _, _ = streams(200, [(60, 100, "happy", 0.9, True), (150, 170, "surprise", 0.9, False)], seed=1)
+    lean = np.full(7, 0.05)
+    lean[FER["neutral"]], lean[FER["sad"]] = 0.35, 0.40
+    lean /= lean.sum()
+    second, _, _ = streams(200, [(80, 120, "angry", 0.9, True)], rest=lean, seed=2)
+    probs = np.concatenate([first, np.full((20, 7), np.nan), second])
+    spans = [(0, 199), (220, 419)]
+    intervals = [(70, 90), (150, 170), (10, 30), (205, 215), (240, 280), (300, 340)]
+    assert apex_emotions(probs, spans, intervals, FPS) == ["positive", "surprise", "others", "others", "others",
+                                                           "negative"]

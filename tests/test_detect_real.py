@@ -199,6 +199,11 @@ def test_real_face_video_outputs_are_valid(runs, kind: str) -> None:
         assert r["model"]["held_out"] == record.info["held_out"]
         assert r["thresholds"] == {t: pytest.approx(v, abs=1e-4) for t, v in record.thresholds.items()}
         assert set(r["thresholds"]) == {"micro", "macro"}
+        # its emotion head learned synthetic labels: the appearance network labels its detections
+        assert r["model"]["emotions"] == "appearance"
+        if kind == "fedn":  # the issue: its interval over the second surprise (105-120) read "positive"
+            over = [i for i in r["intervals"] if min(i["offset"], 120) >= max(i["onset"], 105)]
+            assert over and all(i["emotion"] == "surprise" for i in over), r["intervals"]
     else:
         assert r["model"]["name"] and method in r["model"]["name"]
         assert r["thresholds"] and all(v > 0 for v in r["thresholds"].values())

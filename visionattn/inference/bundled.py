@@ -20,6 +20,10 @@ from ..utils import UserError
 from .record import DetectorRecord, read_record
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "weights" / "fedn_synthetic.pt"
+BUNDLED_EMOTIONS = "appearance"
+"""Where the bundled model's emotions come from (``ExpressionDetector(emotions=)``): its emotion
+head learned the synthetic generator's labels, which no real face carries, so each detection is
+labelled by what the appearance network reads at its apex against the face's own neutral."""
 
 
 def bundled_record() -> DetectorRecord:

@@ -290,7 +290,7 @@ def _detector(method: str, checkpoint: Optional[PathLike], device: str, batch_si
         return tool(batch_size=batch_size, device=device, thresholds=thresholds, face=face)
     if method != "fedn":
         raise UserError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
-    from .bundled import BUNDLED_MODEL, bundled_record
+    from .bundled import BUNDLED_EMOTIONS, BUNDLED_MODEL, bundled_record
     from .detector import ExpressionDetector
     from .record import read_record
 
@@ -298,7 +298,7 @@ def _detector(method: str, checkpoint: Optional[PathLike], device: str, batch_si
     model_file = Path(checkpoint) if checkpoint is not None else BUNDLED_MODEL
     return ExpressionDetector(record, device=device, batch_size=batch_size, window=window, overlap=overlap,
                               thresholds=thresholds, encoder_checkpoint=encoder_checkpoint, source=str(model_file),
-                              face=face)
+                              face=face, emotions="model" if checkpoint is not None else BUNDLED_EMOTIONS)
 
 
 def _read_truths(path: PathLike):

@@ -26,9 +26,9 @@ from ..features.front_end import face_spans
 from ..features.settings import FeatureSettings
 from ..utils import UserError
 from ..models.mini_xception import FER_CLASSES
-from ..spotting.appearance import AppearanceSpotResult, AppearanceSpotterSettings, spot_appearance_rows
+from ..spotting.appearance import AppearanceSpotResult, AppearanceSpotterSettings, apex_emotions, spot_appearance_rows
 from ..spotting.flow import FlowSpotResult, FlowSpotterSettings, spot_flow_rows
-from ..spotting.streams import emotion_probabilities
+from ..spotting.streams import emotion_probabilities, feature_streams
 from .bundled import weights_digest
 from .record import DetectorRecord
 from .result import DetectedInterval, VideoResult
@@ -99,16 +99,24 @@ class ExpressionDetector(Detector):
         source: where the record came from (a path), for the result's JSON.
         face: which face to follow when several are in view (``largest``, ``center`` or a
             1-based position from the left).
+        emotions: ``model``: each detection's emotion from FEDN's emotion head; ``appearance``:
+            the one the appearance network reads at its apex against the face's own neutral
+            (:func:`~visionattn.spotting.appearance.apex_emotions`), for a model whose emotion head
+            learned synthetic labels (the bundled one). Needs the appearance stream.
     """
 
     method = "fedn"
+    EMOTION_SOURCES = ("model", "appearance")
     score_name = "FEDN interval score"
 
     def __init__(self, record: DetectorRecord, device: str = "cpu", batch_size: int = 64,
                  window: Optional[int] = None, overlap: Optional[int] = None,
                  thresholds: Optional[Mapping[str, float]] = None, encoder_checkpoint: Optional[str] = None,
-                 source: str = "", face: str = "largest"):
+                 source: str = "", face: str = "largest", emotions: str = "model"):
         device = resolve_device(device)
+        if emotions not in self.EMOTION_SOURCES:
+            raise UserError(f"emotions {emotions!r}: choose one of {', '.join(self.EMOTION_SOURCES)}")
+        self.emotions = emotions
         self.record, self.device, self.batch_size, self.source, self.face = record, device, batch_size, source, face
         self.window = window or record.window
         self.overlap = overlap if overlap is not None else self.window // 4
@@ -120,6 +128,9 @@ class ExpressionDetector(Detector):
             contract = replace(contract, settings=replace(contract.settings, checkpoint_path=encoder_checkpoint))
         self.contract, self.settings, self.model_fps = contract, contract.settings, contract.model_fps
         self.extractor = FrameFeatureExtractor(contract.settings, device=device, batch_size=batch_size)
+        if emotions == "appearance" and "appearance_logits" not in self.extractor.layout:
+            raise UserError(f"{source or 'the model'}: emotions from the appearance network need the appearance "
+                            f"stream; the model's features are {list(contract.settings.streams)}")
         self.model = record.build_model(device)
 
     def signals_key(self) -> dict:
@@ -128,6 +139,10 @@ class ExpressionDetector(Detector):
         model = {"config": asdict(self.record.model), "weights_sha256": weights_digest(self.record.state_dict)}
         return {"model": settings_key(model), "features": settings_key(self.settings.key_settings()),
                 "fps": self.model_fps, "face": self.face, "window": self.window, "overlap": self.overlap}
+
+    def settings_key(self) -> dict:
+        """As :meth:`Detector.settings_key`, with where the emotions come from."""
+        return {**super().settings_key(), "emotions": self.emotions}
 
     def predict_window(self, features: torch.Tensor) -> dict:
         """FEDN detections (one :meth:`FEDN.predict` dict) for one window of features ``(T, D)``."""
@@ -155,9 +170,14 @@ class ExpressionDetector(Detector):
         detections = select(scan.candidates, [self.thresholds[t] for t in names_t])
         if self.settings.front_end == "landmarks":
             detections = within_face_spans(detections, scan.face_spans())
-        found_intervals = [(d.onset, d.offset, names_t[d.type], names_e[d.emotion], d.score) for d in detections]
+        emotions = [names_e[d.emotion] for d in detections]
+        if self.emotions == "appearance" and detections:
+            streams = feature_streams(*scan.rows(), scan.cut_steps)
+            emotions = apex_emotions(streams.emotion_probs, streams.spans, [(d.onset, d.offset) for d in detections],
+                                     scan.model_fps)
+        found_intervals = [(d.onset, d.offset, names_t[d.type], e, d.score) for d, e in zip(detections, emotions)]
         # the record's provenance, less the recipe's YAML text (it is in the record itself)
-        model = {"name": "FEDN", "source": self.source,
+        model = {"name": "FEDN", "source": self.source, "emotions": self.emotions,
                  **{k: v for k, v in self.record.info.items() if k != "recipe"}}
         result = scan.result(found_intervals, {k: round(v, 4) for k, v in self.thresholds.items()},
                              method=self.method, model=model, score_name=self.score_name)

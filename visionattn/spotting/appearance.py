@@ -21,8 +21,8 @@ from ..utils import UserError
 from .interval import SpottedInterval
 from .streams import feature_streams
 
-__all__ = ["AppearanceSpotterSettings", "AppearanceSpotResult", "SpottedInterval", "motion_level",
-           "neutral_reference", "spot_appearance", "spot_appearance_rows"]
+__all__ = ["AppearanceSpotterSettings", "AppearanceSpotResult", "SpottedInterval", "apex_emotions", "motion_level",
+           "neutral_reference", "span_gain", "spot_appearance", "spot_appearance_rows"]
 
 _SPOTTED = EMOTIONS4[:3]  # negative, positive, surprise; "others" (FER's neutral) is the rest state
 _NEUTRAL = EMOTIONS4.index("others")
@@ -186,6 +186,48 @@ def _span_intervals(gain: np.ndarray, moving: np.ndarray, fps: float,
     return out
 
 
+def span_gain(rows: np.ndarray, fps: float, settings: AppearanceSpotterSettings,
+              where: Tuple[int, int] = (0, -1)) -> Tuple[np.ndarray, np.ndarray]:
+    """One face span's reading against its own neutral: ``rows`` ``(n, 7)`` FER posteriors ->
+    ``(gain (n, 3), reference (4,))``, the smoothed MEGC probabilities of negative, positive and
+    surprise minus those of the span's most neutral stretch (:func:`neutral_reference`).
+    ``where``: the span's rows, for the error message."""
+    if not np.isfinite(rows).all():
+        raise ValueError(f"emotion_probs: rows {where[0]}..{where[1]} form a face span but hold NaN")
+    smooth = _moving_mean(fer_to_megc(rows, FER_CLASSES), max(1, int(round(settings.smooth_s * fps))))
+    reference, _ = neutral_reference(smooth, int(round(settings.neutral_window_s * fps)), settings.rest_level)
+    return smooth[:, :len(_SPOTTED)] - reference[:len(_SPOTTED)], reference
+
+
+def apex_emotions(emotion_probs: np.ndarray, spans: Sequence[Tuple[int, int]], intervals: Sequence[Tuple[int, int]],
+                  fps: float, settings: Optional[AppearanceSpotterSettings] = None) -> List[str]:
+    """The emotion the appearance network reads in each interval, as this spotter reads it: in
+    the interval's face span (the one it overlaps most), the class that gained most over the
+    span's neutral reference at the interval's row of largest gain; ``others`` where no class
+    gained ``edge_gain`` there, or the interval meets no span.
+
+    Args:
+        emotion_probs: ``(T, 7)`` appearance posteriors in ``FER_CLASSES`` order (NaN without a face).
+        spans: inclusive ``(start, end)`` face spans, as :func:`spot_appearance` takes them.
+        intervals: inclusive ``(onset, offset)`` rows, e.g. a trained detector's detections.
+    """
+    s = settings or AppearanceSpotterSettings()
+    probs = np.asarray(emotion_probs, np.float64)
+    gains = {}
+    labels = []
+    for onset, offset in intervals:
+        span = max(spans, key=lambda sp: min(offset, sp[1]) - max(onset, sp[0]), default=None)
+        if span is None or min(offset, span[1]) < max(onset, span[0]):
+            labels.append("others")
+            continue
+        if span not in gains:
+            gains[span] = span_gain(probs[span[0]:span[1] + 1], fps, s, span)[0]
+        inside = gains[span][max(onset, span[0]) - span[0]:min(offset, span[1]) - span[0] + 1]
+        row, cls = np.unravel_index(int(np.argmax(inside)), inside.shape)
+        labels.append(_SPOTTED[cls] if inside[row, cls] >= s.edge_gain else "others")
+    return labels
+
+
 def spot_appearance(emotion_probs: np.ndarray, motion: np.ndarray, valid: np.ndarray, fps: float,
                     spans: Sequence[Tuple[int, int]],
                     settings: Optional[AppearanceSpotterSettings] = None) -> AppearanceSpotResult:
@@ -219,12 +261,7 @@ def spot_appearance(emotion_probs: np.ndarray, motion: np.ndarray, valid: np.nda
     intervals: List[SpottedInterval] = []
     references = []
     for start, end in spans:
-        rows = probs[start:end + 1]
-        if not np.isfinite(rows).all():
-            raise ValueError(f"emotion_probs: rows {start}..{end} form a face span but hold NaN")
-        smooth = _moving_mean(fer_to_megc(rows, FER_CLASSES), max(1, int(round(s.smooth_s * fps))))
-        reference, _ = neutral_reference(smooth, int(round(s.neutral_window_s * fps)), s.rest_level)
-        gain = smooth[:, :len(_SPOTTED)] - reference[:len(_SPOTTED)]
+        gain, reference = span_gain(probs[start:end + 1], fps, s, (start, end))
         usable[start:end + 1] = True
         energy[start:end + 1] = np.maximum(gain.max(1), 0.0)
         references.append((start, end, [round(float(v), 4) for v in reference]))

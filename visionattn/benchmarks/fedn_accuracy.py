@@ -277,13 +277,15 @@ def run(args: argparse.Namespace) -> dict:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="outputs/benchmark/fedn_accuracy")
-    parser.add_argument("--subjects", type=int, default=10)
+    # 14 subjects, 4 held out: 8 train, 2 validate; about 12 held-out micro-expressions a seed
+    # (2 held out of 10 left 3-12, and one of them moved the micro F1 by up to 0.3)
+    parser.add_argument("--subjects", type=int, default=14)
     parser.add_argument("--videos-per-subject", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", default=None,
                         help="several dataset seeds (21-26 or 3,5,8): each a run in OUT/seed<N>, then the mean, "
                              "spread and minimum over them in OUT/fedn_seeds.md")
-    parser.add_argument("--test-subjects", type=int, default=2, help="held-out subjects (the last ones)")
+    parser.add_argument("--test-subjects", type=int, default=4, help="held-out subjects (the last ones)")
     parser.add_argument("--rows", default=None, help=f"comma-separated subset of: {', '.join(ALL_ROWS)}")
     parser.add_argument("overrides", nargs="*", help="LightningCLI overrides for every row (after `--`)")

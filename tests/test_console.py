@@ -77,8 +77,8 @@ def test_detect_summary_line_reads_as_english():
                                frames_without_face=gaps)
 
     assert summary_line(result(["micro"], [120], [(5, 5)])) == \
-        "v.mp4: 1 expression (1 micro, 0 macro) in 10.0 s (fedn); 1 shot cut; 1 frame without a face"
+        "v.mp4: 1 expression (1 micro, 0 macro) in 10.0 s (fedn); 1 shot cut; 1 frame without a readable face"
     assert summary_line(result(["micro", "macro", "macro"], [], [(0, 2), (9, 9)])) == \
-        "v.mp4: 3 expressions (1 micro, 2 macro) in 10.0 s (fedn); 4 frames without a face"
+        "v.mp4: 3 expressions (1 micro, 2 macro) in 10.0 s (fedn); 4 frames without a readable face"
     assert summary_line(SimpleNamespace(video="v.mp4", face_found=False, frame_count=150)) == \
         "v.mp4: no face found in 150 frames; empty result written"

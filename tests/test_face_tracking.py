@@ -440,3 +440,67 @@ def test_a_film_with_hard_cuts_between_similar_shots():
     detector = ShotCutDetector()
     found = [index + 1 for index, frame in iter_frames(video) if detector.update(frame)]
     assert found == [2, 99, 155, 201]
+
+
+def _hand_made_landmarks() -> np.ndarray:
+    """68 points laid out by hand in iBUG order on a 100 x 100 frame: jaw y 60..98, brows at y
+    30 (x 20..44 and 56..80), eyes corner to corner x 28..44 and 56..72 at y 40, nose at x 50,
+    lips x 38..62 between y 78 (upper) and y 90 (lower)."""
+    pts = np.zeros((68, 2))
+    pts[0:17] = np.stack([np.linspace(10, 90, 17), 60 + 38 * np.sin(np.linspace(0, np.pi, 17))], 1)
+    pts[17:22] = np.stack([np.linspace(20, 44, 5), np.full(5, 30.0)], 1)
+    pts[22:27] = np.stack([np.linspace(56, 80, 5), np.full(5, 30.0)], 1)
+    pts[27:36] = np.stack([np.full(9, 50.0), np.linspace(42, 66, 9)], 1)
+    for start, x0 in ((36, 28.0), (42, 56.0)):
+        pts[start:start + 6] = [(x0, 40), (x0 + 5, 38), (x0 + 11, 38), (x0 + 16, 40), (x0 + 11, 42), (x0 + 5, 42)]
+    pts[48:60] = np.stack([38 + 12 * (1 - np.cos(np.linspace(0, 2 * np.pi, 13)[:12])),
+                           84 - 6 * np.sin(np.linspace(0, 2 * np.pi, 13)[:12])], 1)
+    pts[60:68] = np.stack([np.linspace(41, 59, 8), np.full(8, 84.0)], 1)
+    return pts
+
+
+# The hand-made face's eye centres are x 36 and 64 (eye distance 28), so the margin of 0.05 eye
+# distances is 1.4 px: a point must lie in [0.9, W - 1.9] x [0.9, H - 1.9].
+@pytest.mark.parametrize("shift, shape, in_view", [
+    ((0, 0), (100, 100), True),       # the jaw reaches y 98, past the margin: it may
+    ((0, 0), (92, 100, 3), True),     # the lower lip (y 90) is 1.5 px above the last row's bottom...
+    ((0, 0), (91, 100), False),       # ...here 0.5 px: within the margin
+    ((0, 0), (89, 100), False),       # the frame ends above the lower lip
+    ((-23, 0), (100, 100), True),     # a brow's outer end (x 20 -> -3) has left the frame
+    ((-30, 0), (100, 100), True),     # the right eye's outer corner (x -2) too; its centre (x 6) is on
+    ((-36, 0), (100, 100), False),    # the right eye's centre at x 0: within the margin
+    ((0, -36), (100, 100), True),     # the brows (y -6) have left at the top; the eye centres (y 4) are on
+    ((0, -40), (100, 100), False),    # the eye centres at y 0
+])
+def test_expression_in_view_needs_the_lips_and_both_eye_centres(shift, shape, in_view):
+    from visionattn.faces import expression_in_view
+
+    assert expression_in_view(_hand_made_landmarks() + np.array(shift, float), shape) is in_view
+
+
+def test_a_face_sliding_off_the_bottom_is_not_read_once_its_lips_leave(astronaut):
+    """The astronaut's head (lower lip at photo y 153, chin 178, read off the photo) slides down
+    and out of a 640x480 frame; lower lip at frame y ``(153 - 30) * 1.6 + 80 + d`` for offset d."""
+    from visionattn.features.front_end import LandmarkFrontEnd
+
+    head = cv2.resize(astronaut[30:230, 130:330], (320, 320))
+    offsets = [0] * 10 + list(range(6, 265, 6))
+    frames = []
+    for d in offsets:
+        frame = np.full((480, 640, 3), 110, np.uint8)
+        frame[80 + d:400 + d, 160:480] = head[:max(0, 320 - max(0, 400 + d - 480))]
+        frames.append(frame)
+    lower_lip = [(153 - 30) * 1.6 + 80 + d for d in offsets]
+    front_end = LandmarkFrontEnd()
+    faces = list(front_end.process(enumerate(frames)))
+    assert front_end.tracker.report.tracks, "the face must be tracked for this test to mean anything"
+    # Lips well on the frame (30 px above its last row): read. Never read with the lower lip past
+    # the edge (by more than the 3 px the photo reading may be off). The tracker followed the face
+    # after its lips had left: those frames are tracked but not read (out of view), not faceless.
+    read = {f.index for f in faces if f.present}
+    report = front_end.tracker.report
+    assert {i for i, y in enumerate(lower_lip) if y < 450} <= read
+    assert all(lower_lip[i] < 482 for i in read), [(i, lower_lip[i]) for i in read if lower_lip[i] >= 482]
+    assert any(lower_lip[i] > 488 for i in report.out_of_view)
+    assert not set(report.out_of_view) & read
+    assert not set(report.out_of_view) & set(report.no_face)

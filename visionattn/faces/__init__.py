@@ -8,13 +8,13 @@ load dlib's models; constructing a ``FaceTracker`` does (once per process).
 """
 from .alignment import TEMPLATE, AlignedFace, align_face, anchor_points, apply_transform, similarity_transform, template_points
 from .dlib_models import frontal_detector, predictor_path, shape_predictor
-from .landmarks68 import GROUPS, NUM_LANDMARKS, eye_centres, nose_tip
+from .landmarks68 import GROUPS, NUM_LANDMARKS, expression_in_view, eye_centres, nose_tip
 from .shot_cuts import ShotCutDetector
 from .tracking import Box, FaceObservation, FaceTracker, FaceTrackReport, TrackerSettings, motion_between
 
 __all__ = [
     "AlignedFace", "Box", "FaceObservation", "FaceTrackReport", "FaceTracker", "GROUPS", "NUM_LANDMARKS",
     "ShotCutDetector", "TEMPLATE", "align_face", "anchor_points", "apply_transform", "eye_centres",
-    "frontal_detector", "motion_between", "nose_tip", "predictor_path", "shape_predictor",
+    "expression_in_view", "frontal_detector", "motion_between", "nose_tip", "predictor_path", "shape_predictor",
     "similarity_transform", "template_points", "TrackerSettings",
 ]

@@ -55,7 +55,7 @@ from visionattn.data.frames import expand_ranges, index_ranges
 
 from . import dlib_models
 from .alignment import align_face, similarity_transform
-from .landmarks68 import NUM_LANDMARKS, eye_centres
+from .landmarks68 import NUM_LANDMARKS, expression_in_view, eye_centres
 from .shot_cuts import ShotCutDetector
 
 Box = tuple[float, float, float, float]
@@ -80,7 +80,11 @@ class FaceObservation:
     ``aligned_landmarks`` ``(68, 2)`` float32 crop pixels; ``cut``: a shot cut lies right
     before this frame; ``detected``: a detector run on this frame supported the face emitted
     (False on frames whose landmarks were tracked, and on frames without a face); ``track``:
-    the confirmed track the face belongs to (its position in ``FaceTrackReport.tracks``).
+    the confirmed track the face belongs to (its position in ``FaceTrackReport.tracks``);
+    ``in_view``: the face's lips and eyes lie on the frame
+    (:func:`~visionattn.faces.landmarks68.expression_in_view`; always True without a face, or with
+    ``TrackerSettings.check_in_view`` off): where the frame edge cuts them, the face is tracked but
+    its expression cannot be read.
     """
 
     index: int
@@ -92,6 +96,7 @@ class FaceObservation:
     cut: bool
     detected: bool
     track: Optional[int]
+    in_view: bool = True
 
     @property
     def has_face(self) -> bool:
@@ -105,7 +110,9 @@ class FaceTrackReport:
     confirmed track's face frames (inclusive; a track may skip frames inside that span);
     ``rejected``: candidate faces dropped unconfirmed; ``detector_runs``, ``refits`` (landmark
     refits from a detection box): for tuning; ``most_faces``: the most faces one search for a
-    new track found in a frame (several: the ``face`` setting chose which to follow)."""
+    new track found in a frame (several: the ``face`` setting chose which to follow);
+    ``out_of_view``: frame indices whose face was tracked with its lips or an eye past the frame
+    edge (``FaceObservation.in_view`` False)."""
 
     frames_seen: int = 0
     no_face: list[int] = field(default_factory=list)
@@ -115,6 +122,7 @@ class FaceTrackReport:
     detector_runs: int = 0
     refits: int = 0
     most_faces: int = 0
+    out_of_view: list[int] = field(default_factory=list)
 
     @property
     def face_frames(self) -> int:
@@ -138,6 +146,8 @@ class FaceTrackReport:
             "detector_runs": self.detector_runs,
             "refits": self.refits,
             "most_faces": self.most_faces,
+            "out_of_view_count": len(self.out_of_view),
+            "out_of_view_ranges": index_ranges(self.out_of_view),
         }
 
     @classmethod
@@ -147,6 +157,7 @@ class FaceTrackReport:
             no_face=expand_ranges(data["no_face_ranges"]),
             cuts=list(data["cuts"]),
             tracks=[list(t) for t in data["tracks"]],
+            out_of_view=expand_ranges(data.get("out_of_view_ranges", [])),
             rejected=data["rejected"],
             detector_runs=data["detector_runs"],
             refits=data["refits"],
@@ -223,7 +234,8 @@ class TrackerSettings:
 
     ``size``: side of the aligned crops; ``cut_threshold``: the shot-cut detector's threshold;
     ``face``: which of several faces a new track follows: ``largest``, ``center`` (nearest the
-    frame's centre) or ``N`` (the N-th from the left, 1-based).
+    frame's centre) or ``N`` (the N-th from the left, 1-based); ``check_in_view``: tell faces whose
+    lips or eyes the frame edge cuts (``FaceObservation.in_view``).
     """
 
     size: int = 112
@@ -245,6 +257,7 @@ class TrackerSettings:
     max_deformation: float = 0.2
     cut_threshold: float = 0.35
     face: str = "largest"
+    check_in_view: bool = True
 
     def __post_init__(self) -> None:
         if self.face not in ("largest", "center") and not (self.face.isdigit() and int(self.face) >= 1):
@@ -474,8 +487,11 @@ class FaceTracker:
             span.extend([held.index, held.index])
         aligned = align_face(held.frame, held.landmarks, self.config.size)
         landmarks = held.landmarks.astype(np.float32)
+        in_view = not self.config.check_in_view or expression_in_view(held.landmarks, held.frame.shape)
+        if not in_view:
+            self.report.out_of_view.append(held.index)
         return FaceObservation(held.index, landmarks, held.box, aligned.image,
-                               aligned.landmarks, aligned.matrix, held.cut, bool(held.checked), track_id)
+                               aligned.landmarks, aligned.matrix, held.cut, bool(held.checked), track_id, in_view)
 
     # ------------------------------------------------------------------ dlib
 

@@ -30,7 +30,8 @@ MOTION_QUEUE = 32
 @dataclass
 class FrameFace:
     """One frame: ``image`` the aligned ``(S, S, 3)`` uint8 BGR face crop, all zeros where
-    ``present`` is False (no tracked face: nothing there may pass for a face); ``cut``: a shot
+    ``present`` is False (no tracked face, or one whose lips or eyes the frame edge cuts:
+    nothing there may pass for a face); ``cut``: a shot
     cut lies right before this frame; ``motion`` ``(27,)`` float32 and ``motion_valid`` from the
     motion stream (zeros and False without a face now or ``interval_s`` earlier, or across a
     cut); ``box`` ``(x, y, w, h)`` frame pixels or None."""
@@ -110,11 +111,13 @@ class LandmarkFrontEnd:
             waiting.clear()
 
     def _face(self, pushed: int, obs) -> FrameFace:
-        present = obs.has_face
+        # A face the frame edge cuts is tracked but not read: the appearance network reads a cut
+        # mouth as negative, and the motion of landmarks placed past the edge is guessed.
+        present = obs.has_face and obs.in_view
         grey = cv2.cvtColor(obs.aligned, cv2.COLOR_BGR2GRAY) if present else None
         motion, valid = self.motion.push(pushed, grey, obs.aligned_landmarks if present else None, obs.cut)
         return FrameFace(obs.index, obs.aligned if present else self._blank, present, obs.cut,
-                         motion, bool(valid), obs.box)
+                         motion, bool(valid), obs.box if present else None)
 
     def state_dict(self) -> Dict[str, Any]:
         if not self.in_sync:

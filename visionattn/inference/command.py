@@ -166,7 +166,7 @@ def summary_line(result) -> str:
     no_face = sum(last - first + 1 for first, last in result.frames_without_face)
     cuts, found = len(result.shot_cuts), len(result.intervals)
     notes = "".join([f"; {counted(cuts, 'shot cut')}" if cuts else "",
-                     f"; {counted(no_face, 'frame')} without a face" if no_face else ""])
+                     f"; {counted(no_face, 'frame')} without a readable face" if no_face else ""])
     return (f"{result.video}: {counted(found, 'expression')} ({micro} micro, "
             f"{found - micro} macro) in {result.duration_s:.1f} s ({result.method}){notes}")
 

@@ -46,7 +46,9 @@ class VideoResult:
     the video's first frame: frame ``n`` starts ``(n - first_frame) / fps`` seconds in.
 
     ``frames_without_face``: inclusive ranges of frames where no face was detected (their crops
-    came from the last box seen, or a centred square before the first face). ``face_found`` is
+    came from the last box seen, or a centred square before the first face), or, with the landmark
+    front end, where its lips or eyes were past the frame edge (tracked but not read:
+    :func:`~visionattn.faces.landmarks68.expression_in_view`). ``face_found`` is
     False when the whole video had none; the intervals are then empty. ``shot_cuts``: frames
     where a new shot starts. ``method``: what detected (``"fedn"``, ``"flow"``); ``model``: which
     model or settings (``name``, ``source`` such as a checkpoint path, ``description``);

@@ -13,8 +13,8 @@ finished row are reused, and an interrupted row resumes from its last checkpoint
 
 With ``--seeds`` (``21-26`` or ``3,5,8``) the whole run repeats for each dataset seed, each in
 ``OUT/seed<N>/``, and ``OUT/fedn_seeds.md`` gives every seed's row and, per row, the mean,
-standard deviation and minimum over the seeds: the default four held-out subjects hold about
-12-16 micro-expressions (two held 2-12, and one expression moved a seed's micro F1 by 0.1-0.3).
+standard deviation and minimum over the seeds: the default four held-out subjects hold 8-18
+micro-expressions (two held 2-12, and one expression moved a seed's micro F1 by 0.1-0.3).
 """
 from __future__ import annotations
 

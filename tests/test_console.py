@@ -70,11 +70,12 @@ def test_detect_summary_line_reads_as_english():
     from types import SimpleNamespace
 
     from visionattn.inference.command import summary_line
+    from visionattn.inference.result import DetectedInterval, VideoResult
 
     def result(types, cuts, gaps):
-        return SimpleNamespace(video="v.mp4", face_found=True, frame_count=300, duration_s=10.0, method="fedn",
-                               intervals=[SimpleNamespace(type=t) for t in types], shot_cuts=cuts,
-                               frames_without_face=gaps)
+        return VideoResult(video="v.mp4", fps=30.0, width=64, height=48, face_found=True, frame_count=300,
+                           duration_s=10.0, method="fedn", shot_cuts=cuts, frames_without_face=gaps,
+                           intervals=[DetectedInterval(1, 2, 0.0, 0.03, t, "positive", 0.5) for t in types])
 
     assert summary_line(result(["micro"], [120], [(5, 5)])) == \
         "v.mp4: 1 expression (1 micro, 0 macro) in 10.0 s (fedn); 1 shot cut; 1 frame without a readable face"

@@ -277,8 +277,8 @@ def run(args: argparse.Namespace) -> dict:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="outputs/benchmark/fedn_accuracy")
-    # 14 subjects, 4 held out: 8 train, 2 validate; about 12 held-out micro-expressions a seed
-    # (2 held out of 10 left 3-12, and one of them moved the micro F1 by up to 0.3)
+    # 14 subjects, 4 held out: 8 train, 2 validate; 8-18 held-out micro-expressions a seed
+    # (2 held out of 10 left 2-12, and one of them moved the micro F1 by up to 0.3)
     parser.add_argument("--subjects", type=int, default=14)
     parser.add_argument("--videos-per-subject", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=60.0)

@@ -2,9 +2,10 @@
 
 The model is trained as the "FEDN" row of ``visionattn benchmark-fedn`` (same recipe), on the split
 the shipped file was made with: ``visionattn synth --seed 0``, 10 subjects, the last 2 held out
-(the benchmark's default split has since grown to 14 subjects, 4 held out, for steadier figures). The record's ``info`` carries the recipe (the YAML files and
-their contents), a description of the training data, the held-out figures and a digest of the
-weights; ``tests/test_detect_real.py`` checks the shipped file against it.
+(the benchmark's default split has since grown to 14 subjects, 4 held out, for steadier figures).
+The record's ``info`` carries the recipe (the YAML files and their contents), a description of
+the training data, the held-out figures and a digest of the weights; ``tests/test_detect_real.py``
+checks the shipped file against it.
 """
 from __future__ import annotations
 

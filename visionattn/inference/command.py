@@ -163,7 +163,7 @@ def summary_line(result) -> str:
     if not result.face_found:
         return f"{result.video}: no face found in {result.frame_count} frames; empty result written"
     micro = sum(i.type == "micro" for i in result.intervals)
-    no_face = sum(last - first + 1 for first, last in result.frames_without_face)
+    no_face = result.unread_frame_count
     cuts, found = len(result.shot_cuts), len(result.intervals)
     notes = "".join([f"; {counted(cuts, 'shot cut')}" if cuts else "",
                      f"; {counted(no_face, 'frame')} without a readable face" if no_face else ""])

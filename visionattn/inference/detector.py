@@ -188,7 +188,6 @@ class ExpressionDetector(Detector):
         return Decision(result, scan.source_boxes(), signals, scan)
 
 
-
 class FlowDetector(Detector):
     """The training-free flow spotter (:mod:`visionattn.spotting.flow`) on the default real-face
     features: the landmark front end, the motion stream, and the appearance network for the

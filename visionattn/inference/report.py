@@ -173,7 +173,7 @@ def _index_row(entry: IndexEntry) -> str:
     if entry.result is None:
         return f'<tr class="failed"><td>{link}</td>{source}<td colspan="5">failed: {html.escape(entry.error)}</td></tr>'
     r = entry.result
-    without = sum(last - first + 1 for first, last in r.frames_without_face)
+    without = r.unread_frame_count
     face = "no face found" if not r.face_found else f"{without} without a readable face" if without else "in every frame"
     return (f"<tr><td>{link}</td>{source}<td>{format_clock(r.duration_s)} ({r.duration_s:.1f} s)</td>"
             f"<td>{_count(r, 'micro')}</td><td>{_count(r, 'macro')}</td><td>{html.escape(face)}</td>"
@@ -195,7 +195,7 @@ def _summary(result: VideoResult) -> str:
         start, end = result.part_s
         part = f" | part {start:g} s to {'the end' if end is None else f'{end:g} s'}"
     thresholds = ", ".join(f"{k} {v:g}" for k, v in result.thresholds.items())
-    without = sum(last - first + 1 for first, last in result.frames_without_face)
+    without = result.unread_frame_count
     face = "no face found" if not result.face_found else f"{counted(without, 'frame')} without a readable face"
     return (f"{format_clock(result.duration_s)} ({result.duration_s:.1f} s), {result.frame_count} frames at "
             f"{result.fps:g} fps{part} | {_count(result, 'micro')} micro, {_count(result, 'macro')} macro | "

@@ -90,6 +90,11 @@ class VideoResult:
     def name(self) -> str:
         return Path(self.video).stem
 
+    @property
+    def unread_frame_count(self) -> int:
+        """How many frames ``frames_without_face`` covers."""
+        return sum(last - first + 1 for first, last in self.frames_without_face)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
